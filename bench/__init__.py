@@ -1,0 +1,1 @@
+"""Benchmarks: llmtool against the tool a user would otherwise pick, side by side (make bench)."""

@@ -1,0 +1,1 @@
+"""Data stages' machinery: fetch sources, WARC reading, extraction, filters, dedup."""

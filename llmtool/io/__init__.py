@@ -1,0 +1,1 @@
+"""Reading and writing llmtool's artifacts: tables, token files, provenance, atomic writes."""

@@ -1,0 +1,128 @@
+"""Provenance: how an artifact was made, and the cache key that says if it is up to date.
+
+Every output records its stage, stage version, semantic parameters, the keys of its
+inputs, the tool version and the time. The key is a hash of everything but the time, so
+rerunning a stage with the same inputs and parameters finds its output up to date.
+
+    >>> p = make("filter", 1, {"lang": "en"}, [])
+    >>> len(p["key"])
+    32
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from llmtool import __version__
+
+PARQUET_KEY = b"llmtool.provenance"
+
+
+def _hash(obj: Any) -> str:
+    return xxhash.xxh3_128_hexdigest(json.dumps(obj, sort_keys=True, default=str).encode())
+
+
+def input_record(path: str) -> dict:
+    """What an output remembers of one input: its path, key, and its own provenance.
+
+    An llmtool artifact is known by its provenance key (so a rebuilt but identical input
+    keeps its downstream up to date); any other file by its size and modification time,
+    as make does; stdin by nothing (an output made from a pipe is never up to date).
+    """
+    if path == "-":
+        return {"path": "-", "key": None}
+    if "://" in path:
+        return {"path": path, "key": _hash(["url", path])}
+    prov = read_provenance(path)
+    if prov and prov.get("key"):
+        return {"path": path, "key": prov["key"], "provenance": prov}
+    try:
+        st = os.stat(path)
+    except OSError:
+        return {"path": path, "key": None}
+    if os.path.isdir(path):
+        entries = sorted(
+            (str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+            for p in Path(path).rglob("*")
+            if p.is_file()
+        )
+        return {"path": path, "key": _hash(["dir", entries])}
+    return {"path": path, "key": _hash(["file", os.path.realpath(path), st.st_size, st.st_mtime_ns])}
+
+
+def make(stage: str, stage_version: int, params: dict, inputs: list[dict]) -> dict:
+    """A provenance record; `params` must hold only what changes the output."""
+    input_keys = [i.get("key") for i in inputs]
+    cacheable = all(k is not None for k in input_keys)
+    key = _hash([stage, stage_version, params, input_keys]) if cacheable else None
+    return {
+        "stage": stage,
+        "stage_version": stage_version,
+        "params": params,
+        "inputs": inputs,
+        "tool": f"llmtool {__version__}",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "key": key,
+    }
+
+
+def read_provenance(path: str | os.PathLike) -> dict | None:
+    """The provenance of any llmtool artifact, or None for a foreign file."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            f = path / "provenance.json"
+            return json.loads(f.read_text()) if f.exists() else None
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+        if head[:4] == b"PAR1":
+            import pyarrow.parquet as pq
+
+            meta = pq.read_schema(path).metadata or {}
+            return json.loads(meta[PARQUET_KEY]) if PARQUET_KEY in meta else None
+        if head == b"\xff\xff\xff\xff" + head[4:8] and len(head) == 8:
+            import pyarrow.ipc as ipc
+
+            with ipc.open_stream(path) as reader:
+                meta = reader.schema.metadata or {}
+            return json.loads(meta[PARQUET_KEY]) if PARQUET_KEY in meta else None
+        from llmtool.io import tokfile
+
+        if head == tokfile.MAGIC:
+            return tokfile.read_header(path).meta.get("provenance")
+        if head[:1] == b"{" and path.suffix == ".json":
+            data = json.loads(path.read_text())
+            return data.get("provenance") if isinstance(data, dict) else None
+    except Exception:
+        return None
+    return None
+
+
+def lineage(prov: dict | None) -> list[dict]:
+    """The chain of stages that made an artifact, newest first."""
+    out = []
+    stack = [prov] if prov else []
+    while stack:
+        p = stack.pop(0)
+        out.append(p)
+        stack.extend(i["provenance"] for i in p.get("inputs", []) if i.get("provenance"))
+    return out
+
+
+def strip_nested(prov: dict, depth: int = 8) -> dict:
+    """Bound lineage depth so metadata stays small after long chains."""
+    if depth <= 0:
+        return {k: v for k, v in prov.items() if k != "inputs"}
+    inputs = []
+    for i in prov.get("inputs", []):
+        i = dict(i)
+        if i.get("provenance"):
+            i["provenance"] = strip_nested(i["provenance"], depth - 1)
+        inputs.append(i)
+    return {**prov, "inputs": inputs}
