@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     stage = next((a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")), "")
     try:
         code = app(args=argv, standalone_mode=False)
+        if code == EXIT_INTERRUPTED:  # typer turns KeyboardInterrupt into Exit(130)
+            print(f"llmtool {stage}: interrupted", file=sys.stderr)
         sys.exit(code if isinstance(code, int) else 0)
     except LlmtoolError as e:
         print(f"llmtool {stage}: error: {e}".replace("  ", " "), file=sys.stderr)

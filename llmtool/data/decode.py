@@ -13,13 +13,24 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.
 _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9_\-:.]+)", re.I)
 
 
+# Browsers decode these labels with a superset codec (WHATWG Encoding Standard): pages
+# labelled latin-1 routinely carry cp1252 punctuation (0x80-0x9f), gb2312 pages use GBK.
+_WHATWG_SUPERSET = {
+    "latin_1": "cp1252", "iso8859-1": "cp1252", "ascii": "cp1252",
+    "iso8859-9": "cp1254", "iso8859-11": "cp874", "tis-620": "cp874",
+    "gb2312": "gb18030", "gbk": "gb18030",
+    "euc_kr": "cp949", "shift_jis": "cp932", "big5": "big5hkscs",
+}
+
+
 def _codec(name: str | None) -> str | None:
     if not name:
         return None
     try:
-        return codecs.lookup(name.strip().lower()).name
+        canonical = codecs.lookup(name.strip().lower()).name
     except LookupError:
         return None
+    return _WHATWG_SUPERSET.get(canonical, canonical)
 
 
 def declared_charset(content_type: str | None, payload: bytes) -> str | None:
@@ -43,6 +54,13 @@ def decode_payload(payload: bytes, content_type: str | None = None) -> str:
         return payload.decode("utf-8")
     except UnicodeDecodeError:
         pass
+    # A few stray invalid bytes in an otherwise UTF-8 page (a common CMS bug): still UTF-8.
+    # (valid multi-byte characters far outnumber the invalid bytes; a cp1252 page has none).
+    lenient = payload.decode("utf-8", errors="replace")
+    invalid = lenient.count("\ufffd")
+    multibyte = sum(1 for ch in lenient if ord(ch) > 0x7F) - invalid
+    if multibyte >= 20 * invalid:
+        return lenient
     declared = declared_charset(content_type, payload)
     if declared and declared != "utf-8":
         try:
