@@ -20,7 +20,7 @@ from llmtool.data.http import default_cache_dir, download
 from llmtool.data.sources import expand_sources, is_url
 from llmtool.errors import BadInputError, LlmtoolError, UsageError
 from llmtool.io.tables import TableWriter
-from llmtool.stages.common import Opts, StageRun, default_workers, log, parse_shard, warn
+from llmtool.stages.common import Opts, Progress, StageRun, default_workers, log, parse_shard, warn
 
 BATCH = 1000
 
@@ -79,7 +79,9 @@ def fetch(sources: list[str], output: str | None, *, limit: int | None, base_url
     stats: Counter = Counter()
     failed: list[str] = []
     n_workers = min(default_workers(workers), len(resolved))
-    with TableWriter(run.output, run.provenance, schema=SCHEMA) as writer:
+    with TableWriter(run.output, run.provenance, schema=SCHEMA) as writer, \
+            Progress("fetch", total=limit, unit="docs") as progress:
+        writer.on_write = progress.advance
         remaining = limit
         if n_workers <= 1:
             cfg["log"] = warn

@@ -254,6 +254,7 @@ class TableWriter:
         self._writer = None
         self._atomic = None
         self._tmp: Path | None = None
+        self.on_write = None  # called with the row count of each written batch (progress bars)
 
     def _with_meta(self, schema: pa.Schema) -> pa.Schema:
         meta = {k: v for k, v in (schema.metadata or {}).items() if k != PARQUET_KEY}
@@ -290,6 +291,8 @@ class TableWriter:
             if b.num_rows:
                 self._pending.append(b)
                 self._pending_rows += b.num_rows
+                if self.on_write is not None:
+                    self.on_write(b.num_rows)
         limit = BATCH_ROWS if self.dest == "-" else self._row_group_rows
         if self._pending_rows >= limit:
             self._flush()
