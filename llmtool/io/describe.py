@@ -6,7 +6,6 @@ Token files, tokenizers and checkpoints are described by their own packages (eac
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path

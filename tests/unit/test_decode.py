@@ -1,6 +1,6 @@
 """Payload decoding: declared charsets with browser supersets, detection, stray bytes."""
 
-from llmtool.data.decode import decode_payload, declared_charset, sniff_mime
+from llmtool.data.decode import declared_charset, decode_payload, sniff_mime
 
 
 def test_utf8_wins_and_bom_is_dropped():
