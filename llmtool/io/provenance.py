@@ -56,6 +56,24 @@ def input_record(path: str) -> dict:
     return {"path": path, "key": _hash(["file", os.path.realpath(path), st.st_size, st.st_mtime_ns])}
 
 
+_stdin_provenance: dict | None = None
+
+
+def remember_stdin(prov: dict | None) -> None:
+    """Called when a table is read from stdin, so outputs can record the upstream lineage."""
+    global _stdin_provenance
+    _stdin_provenance = prov
+
+
+def with_stdin_lineage(prov: dict) -> dict:
+    """Fill in the provenance of a `-` input from the stream read since `make` was called."""
+    if _stdin_provenance is None:
+        return prov
+    inputs = [({**i, "provenance": _stdin_provenance} if i.get("path") == "-" and not i.get("provenance") else i)
+              for i in prov.get("inputs", [])]
+    return strip_nested({**prov, "inputs": inputs})
+
+
 def make(stage: str, stage_version: int, params: dict, inputs: list[dict]) -> dict:
     """A provenance record; `params` must hold only what changes the output."""
     input_keys = [i.get("key") for i in inputs]

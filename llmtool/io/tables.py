@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from llmtool.errors import BadInputError, UsageError
 from llmtool.io.atomic import atomic_path
-from llmtool.io.provenance import PARQUET_KEY
+from llmtool.io.provenance import PARQUET_KEY, remember_stdin, with_stdin_lineage
 
 END_KEY = b"llmtool.end"
 ROW_GROUP_ROWS = 5000
@@ -117,6 +117,8 @@ def open_table(source: str, columns: list[str] | None = None, require: tuple[str
         raise BadInputError(f"{name}: empty input (did the upstream stage fail?)")
     else:
         table = _open_text_like(name, fh)
+    if source == "-":
+        remember_stdin(table.provenance)
     missing = [c for c in require if c not in table.schema.names]
     if missing:
         raise BadInputError(
@@ -269,6 +271,9 @@ class TableWriter:
         return self
 
     def _open(self) -> None:
+        if self.provenance is not None:  # by now a piped input has shown its own lineage
+            self.provenance = with_stdin_lineage(self.provenance)
+            self.schema = self._with_meta(self.schema)
         if self.dest == "-":
             import pyarrow.ipc as ipc
 

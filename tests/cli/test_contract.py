@@ -130,3 +130,21 @@ def test_refuses_binary_to_terminal(data):
     cmd = f"{sys.executable} -m llmtool fetch {src} -o -"
     p = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=60)
     assert "refusing to write binary data to a terminal" in p.stdout + p.stderr
+
+
+def test_lineage_survives_pipes(cli, data, tmp_path, monkeypatch):
+    import io
+
+    from llmtool.io.provenance import input_record, lineage, make, read_provenance
+    from llmtool.io.tables import TableWriter, open_table
+
+    src = data / "web/warc/resiliparse_warcfile_CC-MAIN-2020-34.warc.gz"
+    stream = cli("fetch", src, "-o", "-").out
+    monkeypatch.setattr("llmtool.io.tables._stdin_stream", lambda: io.BufferedReader(io.BytesIO(stream)))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
+    out = tmp_path / "o.parquet"
+    prov = make("next", 1, {}, [input_record("-")])  # made before stdin is read, as stages do
+    with TableWriter(str(out), prov) as w:
+        for b in open_table("-").batches():
+            w.write(b)
+    assert [p["stage"] for p in lineage(read_provenance(out))] == ["next", "fetch"]
