@@ -46,14 +46,16 @@ def input_record(path: str) -> dict:
         st = os.stat(path)
     except OSError:
         return {"path": path, "key": None}
+    lineage_of = {"provenance": prov} if prov else {}  # made from a pipe: no key, but a lineage
     if os.path.isdir(path):
         entries = sorted(
             (str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
             for p in Path(path).rglob("*")
             if p.is_file()
         )
-        return {"path": path, "key": _hash(["dir", entries])}
-    return {"path": path, "key": _hash(["file", os.path.realpath(path), st.st_size, st.st_mtime_ns])}
+        return {"path": path, "key": _hash(["dir", entries]), **lineage_of}
+    return {"path": path, "key": _hash(["file", os.path.realpath(path), st.st_size, st.st_mtime_ns]),
+            **lineage_of}
 
 
 _stdin_provenance: dict | None = None
