@@ -200,7 +200,9 @@ def _open_text_like(name: str, fh) -> Table:
         raise BadInputError(f"{name}: truncated or corrupt gzip data ({e})")
     if text.lstrip()[:1] == "{":
         rows = []
-        for lineno, line in enumerate(text.splitlines(), 1):
+        # split on "\n" only: str.splitlines() also breaks at U+2028, U+0085, \x1c..., which
+        # JSON strings may contain raw (real dolma/CC files do)
+        for lineno, line in enumerate(text.split("\n"), 1):
             if not line.strip():
                 continue
             try:

@@ -1,0 +1,256 @@
+"""Gopher's repetition and quality rules (Rae et al. 2021, table A1), as FineWeb runs them.
+
+The rules and default thresholds follow datatrove's GopherRepetitionFilter and
+GopherQualityFilter, so that llmtool keeps and drops the same documents. A threshold set
+to None switches its rule off.
+
+    >>> from llmtool.data.filters.gopher import GopherQuality
+    >>> from llmtool.data.filters.words import Doc
+    >>> GopherQuality().apply(Doc("too short"), {})[1]
+    'short_doc'
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from llmtool.data.filters.charsets import PUNCTUATION_SET
+from llmtool.data.filters.words import Doc
+
+_PARAGRAPHS = re.compile(r"\n{2,}")
+_PUNCTUATION_CHARS = "".join(sorted(PUNCTUATION_SET))
+_LINES = re.compile(r"\n+")
+
+
+def duplicates(items: list[str]) -> tuple[int, int]:
+    """(number of repeated items, characters in the repeats): first occurrences are free."""
+    seen: set[str] = set()
+    n = chars = 0
+    for x in items:
+        if x in seen:
+            n += 1
+            chars += len(x)
+        else:
+            seen.add(x)
+    return n, chars
+
+
+def top_ngram_chars(words: list[str], n: int) -> int:
+    """Characters covered by the most frequent word n-gram (its length times its count).
+
+    The reference definition; `NgramIndex.top_chars` computes the same with numpy."""
+    grams = Counter(" ".join(words[i:i + n]) for i in range(len(words) - n + 1))
+    if not grams:
+        return 0
+    gram, count = grams.most_common(1)[0]  # ties: the first seen, as datatrove
+    return len(gram) * count
+
+
+def duplicate_ngram_chars(words: list[str], n: int, start: int = 0, seen: set | None = None) -> int:
+    """Characters in n-grams that repeat an earlier one, skipping over each repeat found.
+
+    The n-gram key concatenates its words without a separator, as datatrove does. `start`
+    and `seen` resume the scan part-way (every n-gram before `start` already in `seen`).
+    """
+    seen = set() if seen is None else seen
+    total = 0
+    i = start
+    last = len(words) - n + 1
+    while i < last:
+        gram = "".join(words[i:i + n])
+        if gram in seen:
+            total += len(gram)
+            i += n
+        else:
+            seen.add(gram)
+            i += 1
+    return total
+
+
+class NgramIndex:
+    """Word n-gram statistics of one document with numpy: each word gets an integer id and
+    each n-gram a 64-bit hash of its ids, so counting and "seen before" tests are vectorised.
+
+    Results equal the reference functions above (a 64-bit collision, or two n-grams whose
+    words concatenate to the same string with different boundaries, would be needed to
+    differ); the sequential skip-over-repeats scan of the duplicate rule only runs from the
+    first repeated n-gram on, and not at all when even counting every repeat stays under
+    the threshold.
+    """
+
+    def __init__(self, words: list[str]):
+        import numpy as np
+
+        self.np = np
+        self.words = words
+        ids: dict[str, int] = {}
+        self.ids = np.fromiter((ids.setdefault(w, len(ids)) for w in words), dtype=np.uint64, count=len(words))
+        self.lens = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+        self.cum = np.concatenate(([0], np.cumsum(self.lens)))
+
+    def _hashes(self, n: int):
+        np = self.np
+        m = len(self.words) - n + 1
+        h = np.zeros(m, dtype=np.uint64)
+        mult = np.uint64(0x9E3779B97F4A7C15)
+        with np.errstate(over="ignore"):
+            for k in range(n):
+                h = h * mult + self.ids[k:k + m] + np.uint64(1)
+        return h
+
+    def _gram_chars(self, n: int):
+        """Characters of each n-gram's words (without separators)."""
+        return self.cum[n:] - self.cum[:-n]
+
+    def top_chars(self, n: int) -> int:
+        np = self.np
+        if len(self.words) < n:
+            return 0
+        h = self._hashes(n)
+        uniq, first, inverse, counts = np.unique(h, return_index=True, return_inverse=True, return_counts=True)
+        best = counts.max()
+        # ties: the n-gram seen first, as Counter.most_common does
+        pos = first[counts == best].min()
+        return int((self._gram_chars(n)[pos] + n - 1) * best)
+
+    def duplicate_chars(self, n: int, limit: float | None = None) -> int:
+        """Exact duplicate_ngram_chars; with `limit`, may return any value above it early."""
+        np = self.np
+        m = len(self.words) - n + 1
+        if m <= 0:
+            return 0
+        h = self._hashes(n)
+        order = np.argsort(h, kind="stable")
+        sh = h[order]
+        repeat_sorted = np.empty(m, dtype=bool)
+        repeat_sorted[0] = False
+        repeat_sorted[1:] = sh[1:] == sh[:-1]
+        repeat = np.empty(m, dtype=bool)
+        repeat[order] = repeat_sorted  # True where the same n-gram occurred before
+        if not repeat.any():
+            return 0
+        chars = self._gram_chars(n)
+        upper = int(chars[repeat].sum())  # every repeat counted: the scan can only count fewer
+        if limit is not None and upper <= limit:
+            return upper
+        first = int(np.argmax(repeat))
+        words = self.words
+        seen = {"".join(words[i:i + n]) for i in range(first)}
+        return duplicate_ngram_chars(words, n, first, seen)
+
+
+@dataclass
+class GopherRepetition:
+    dup_line_frac: float | None = 0.3
+    dup_para_frac: float | None = 0.3
+    dup_line_char_frac: float | None = 0.2
+    dup_para_char_frac: float | None = 0.2
+    top_ngrams: tuple = ((2, 0.2), (3, 0.18), (4, 0.16))
+    dup_ngrams: tuple = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
+
+    name = "gopher_rep"
+    exact_metrics = False  # --explain sets it: compute every metric exactly, not just decide
+
+    def apply(self, doc: Doc, m: dict) -> tuple[Doc, str | None]:
+        text = doc.text
+        if not text:
+            return doc, "empty"
+        size = len(text)
+        paragraphs = _PARAGRAPHS.split(text.strip())
+        n, chars = duplicates(paragraphs)
+        m["dup_para_frac"] = n / len(paragraphs)
+        if self.dup_para_frac and m["dup_para_frac"] > self.dup_para_frac:
+            return doc, "dup_para_frac"
+        m["dup_para_char_frac"] = chars / size
+        if self.dup_para_char_frac and m["dup_para_char_frac"] > self.dup_para_char_frac:
+            return doc, "dup_para_char_frac"
+        lines = _LINES.split(text)
+        n, chars = duplicates(lines)
+        m["dup_line_frac"] = n / len(lines)
+        if self.dup_line_frac and m["dup_line_frac"] > self.dup_line_frac:
+            return doc, "dup_line_frac"
+        m["dup_line_char_frac"] = chars / size
+        if self.dup_line_char_frac and m["dup_line_char_frac"] > self.dup_line_char_frac:
+            return doc, "dup_line_char_frac"
+        words = doc.words
+        if len(words) < 64:  # numpy's fixed costs outweigh the Python loops on short texts
+            top = lambda n: top_ngram_chars(words, n)  # noqa: E731
+            dup = lambda n, limit: duplicate_ngram_chars(words, n)  # noqa: E731
+        else:
+            index = NgramIndex(words)
+            top, dup = index.top_chars, index.duplicate_chars
+        for n, frac in self.top_ngrams:
+            value = m[f"top_{n}_gram_frac"] = top(n) / size
+            if frac is not None and value > frac:
+                return doc, f"top_{n}_gram"
+        for n, frac in self.dup_ngrams:
+            # Without --explain only the decision matters, so a bound under the threshold will do.
+            limit = frac * size if frac is not None and not self.exact_metrics else None
+            value = m[f"dup_{n}_gram_frac"] = dup(n, limit) / size
+            if frac is not None and value > frac:
+                return doc, f"dup_{n}_gram"
+        return doc, None
+
+
+STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+
+
+@dataclass
+class GopherQuality:
+    min_doc_words: int | None = 50
+    max_doc_words: int | None = 100_000
+    min_avg_word_length: float | None = 3
+    max_avg_word_length: float | None = 10
+    max_symbol_word_ratio: float | None = 0.1
+    max_bullet_lines_ratio: float | None = 0.9
+    max_ellipsis_lines_ratio: float | None = 0.3
+    min_alpha_words_ratio: float | None = 0.8
+    min_stop_words: int | None = 2
+    stop_words: tuple = field(default=STOP_WORDS)
+
+    name = "gopher_quality"
+
+    def apply(self, doc: Doc, m: dict) -> tuple[Doc, str | None]:
+        text = doc.text
+        words = doc.words
+        n_words = len(words)
+        # "Words" that are only punctuation do not count towards length rules.
+        lengths = [len(w) for w in words if w.strip(_PUNCTUATION_CHARS)]  # strip: in C
+        m["n_words"] = n = len(lengths)
+        if self.min_doc_words and n < self.min_doc_words:
+            return doc, "short_doc"
+        if self.max_doc_words and n > self.max_doc_words:
+            return doc, "long_doc"
+        avg = m["avg_word_length"] = sum(lengths) / n if n else float("nan")
+        if self.min_avg_word_length and avg < self.min_avg_word_length:
+            return doc, "below_avg_word_length"
+        if self.max_avg_word_length and avg > self.max_avg_word_length:
+            return doc, "above_avg_word_length"
+        if n_words:  # every ratio below is per word; an empty document has none
+            m["hash_word_ratio"] = text.count("#") / n_words
+            if self.max_symbol_word_ratio and m["hash_word_ratio"] > self.max_symbol_word_ratio:
+                return doc, "too_many_hashes"
+            m["ellipsis_word_ratio"] = (text.count("...") + text.count("…")) / n_words
+            if self.max_symbol_word_ratio and m["ellipsis_word_ratio"] > self.max_symbol_word_ratio:
+                return doc, "too_many_ellipsis"
+        lines = text.splitlines()
+        if lines:
+            bullets = sum(1 for s in lines if s.lstrip().startswith(("•", "-")))
+            m["bullet_lines_ratio"] = bullets / len(lines)
+            if self.max_bullet_lines_ratio and m["bullet_lines_ratio"] > self.max_bullet_lines_ratio:
+                return doc, "too_many_bullets"
+            ellipsis = sum(1 for s in lines if s.rstrip().endswith(("...", "…")))
+            m["ellipsis_lines_ratio"] = ellipsis / len(lines)
+            if self.max_ellipsis_lines_ratio and m["ellipsis_lines_ratio"] > self.max_ellipsis_lines_ratio:
+                return doc, "too_many_end_ellipsis"
+        if n_words:
+            alpha = sum(1 for w in words if w.isalpha() or any(map(str.isalpha, w)))
+            m["alpha_words_ratio"] = alpha / n_words
+            if self.min_alpha_words_ratio and m["alpha_words_ratio"] < self.min_alpha_words_ratio:
+                return doc, "below_alpha_ratio"
+        m["stop_words"] = len(set(self.stop_words).intersection(words))
+        if self.min_stop_words and m["stop_words"] < self.min_stop_words:
+            return doc, "few_stop_words"
+        return doc, None
