@@ -1,0 +1,1 @@
+"""The one model of llmtool: a decoder-only GPT (gpt), its generation (generate) and checkpoints."""
