@@ -101,6 +101,8 @@ def render(info: dict) -> None:
         print("lineage (newest first):", file=out)
         for p in chain:
             params = ", ".join(f"{k}={v}" for k, v in (p.get("params") or {}).items())
+            if len(params) > 300:  # the full record is in `llmtool info --json`
+                params = params[:297] + "..."
             srcs = ", ".join(i["path"] for i in p.get("inputs", []))
             print(f"  {p.get('stage')} v{p.get('stage_version')} [{p.get('created')}] "
                   f"{p.get('tool')} from {srcs or '-'}" + (f" ({params})" if params else ""), file=out)

@@ -126,10 +126,15 @@ def read_provenance(path: str | os.PathLike) -> dict | None:
 
 def lineage(prov: dict | None) -> list[dict]:
     """The chain of stages that made an artifact, newest first."""
-    out = []
+    out, seen = [], set()
     stack = [prov] if prov else []
     while stack:
         p = stack.pop(0)
+        ident = json.dumps([p.get("stage"), p.get("created"), p.get("key"), p.get("params")],
+                           sort_keys=True, default=str)
+        if ident in seen:  # two inputs (train and val files) often share their ancestors
+            continue
+        seen.add(ident)
         out.append(p)
         stack.extend(i["provenance"] for i in p.get("inputs", []) if i.get("provenance"))
     return out
