@@ -150,7 +150,10 @@ def _open_parquet(source: str, fh, columns: list[str] | None) -> Table:
     def gen():
         try:
             for i in range(pf.num_row_groups):
-                yield from pf.read_row_group(i, columns=columns).to_batches(max_chunksize=BATCH_ROWS * 10)
+                # One thread: a warm read of a 77 MB row group took 0.10 s this way and 0.22 s with
+                # pyarrow's thread pool on 2 cores; stages parallelise across row groups anyway.
+                group = pf.read_row_group(i, columns=columns, use_threads=False)
+                yield from group.to_batches(max_chunksize=BATCH_ROWS * 10)
         except OSError as e:
             raise BadInputError(f"{name}: corrupt Parquet data ({e})")
 
