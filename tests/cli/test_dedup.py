@@ -106,8 +106,9 @@ def test_near_dup_corpus_quality_fineweb_settings(cli, data, tmp_path, corpus_ro
 def test_near_dup_corpus_quality_high_recall_settings(cli, data, tmp_path, corpus_rows):
     src = data / "dedup" / "near_dup_corpus.part0.jsonl.gz"
     r = cli("dedup", src, "-o", tmp_path / "o.parquet", "--clusters", tmp_path / "c.parquet",
-            "--bands", "37", "--rows", "3", "--verify-jaccard", "0.45")
+            "--preset", "recall", "--json")
     assert r.rc == 0, r.err
+    assert cli("dedup", src, "--preset", "nope", "-o", tmp_path / "x.parquet").rc == 2
     precision, recall = quality(corpus_rows, pq.read_table(tmp_path / "c.parquet").to_pylist())
     assert precision >= 0.995
     # the target: recall >= 0.98 for exact copies and p <= 0.05
