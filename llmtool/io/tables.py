@@ -194,13 +194,13 @@ def _open_ipc(name: str, fh) -> Table:
 
 def _open_text_like(name: str, fh) -> Table:
     """JSONL (first byte `{`) or plain text (the whole input is one document)."""
-    data = fh.read()
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", errors="replace")
+        data = fh.read()
     except (OSError, EOFError) as e:
         raise BadInputError(f"{name}: truncated or corrupt gzip data ({e})")
+    if b"\x00" in data[:4096]:
+        raise BadInputError(f"{name}: binary data of unknown format (not Parquet, an Arrow stream, JSONL or text)")
+    text = data.decode("utf-8", errors="replace")
     if text.lstrip()[:1] == "{":
         rows = []
         # split on "\n" only: str.splitlines() also breaks at U+2028, U+0085, \x1c..., which

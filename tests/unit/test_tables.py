@@ -61,6 +61,18 @@ def test_missing_column_and_bad_json_are_bad_input(tmp_path):
         open_table(str(j))
 
 
+def test_binary_and_cut_gzip_inputs_are_bad_input(tmp_path):
+    b = tmp_path / "x.bin"
+    b.write_bytes(b"\x01\x00\x02" * 100)
+    with pytest.raises(BadInputError, match="binary data of unknown format"):
+        open_table(str(b))
+    g = tmp_path / "x.jsonl.gz"
+    whole = gzip.compress("".join(f'{{"text": "doc {i * 7919 % 10007}"}}\n' for i in range(5000)).encode())
+    g.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(BadInputError, match="truncated or corrupt gzip"):
+        open_table(str(g))
+
+
 def test_truncated_parquet_is_bad_input(tmp_path):
     out = tmp_path / "t.parquet"
     pq.write_table(_table(), out)
