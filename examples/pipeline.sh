@@ -3,7 +3,9 @@
 #
 #   bash examples/pipeline.sh [OUT_DIR]          (make demo runs it into demo_out/)
 #
-# Every stage caches: run it twice and the second run says "up to date" for each step.
+# Every stage caches: run it twice and each step after the pipe says "up to date" (the piped
+# data stages rerun, since a pipe cannot be checked before it is read, but they rebuild
+# clean.parquet with the same provenance key, so nothing after them is redone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-demo_out}

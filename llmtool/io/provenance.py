@@ -68,19 +68,30 @@ def remember_stdin(prov: dict | None) -> None:
 
 
 def with_stdin_lineage(prov: dict) -> dict:
-    """Fill in the provenance of a `-` input from the stream read since `make` was called."""
+    """Fill in the provenance of a `-` input from the stream read since `make` was called.
+
+    The stream's key becomes the input's key, so an output made from a pipe gets the same
+    key every time the same upstream chain runs: the stages after it find their inputs
+    unchanged and stay up to date, although the piped stages themselves rerun.
+    """
     if _stdin_provenance is None:
         return prov
-    inputs = [({**i, "provenance": _stdin_provenance} if i.get("path") == "-" and not i.get("provenance") else i)
+    inputs = [({**i, "provenance": _stdin_provenance, "key": _stdin_provenance.get("key")}
+               if i.get("path") == "-" and not i.get("provenance") else i)
               for i in prov.get("inputs", [])]
-    return strip_nested({**prov, "inputs": inputs})
+    key = _key(prov["stage"], prov["stage_version"], prov["params"], [i.get("key") for i in inputs])
+    return strip_nested({**prov, "inputs": inputs, "key": key})
+
+
+def _key(stage: str, stage_version: int, params: dict, input_keys: list) -> str | None:
+    if any(k is None for k in input_keys):
+        return None
+    return _hash([stage, stage_version, params, input_keys])
 
 
 def make(stage: str, stage_version: int, params: dict, inputs: list[dict]) -> dict:
     """A provenance record; `params` must hold only what changes the output."""
-    input_keys = [i.get("key") for i in inputs]
-    cacheable = all(k is not None for k in input_keys)
-    key = _hash([stage, stage_version, params, input_keys]) if cacheable else None
+    key = _key(stage, stage_version, params, [i.get("key") for i in inputs])
     return {
         "stage": stage,
         "stage_version": stage_version,
