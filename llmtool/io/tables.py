@@ -29,6 +29,10 @@ from llmtool.errors import BadInputError, UsageError
 from llmtool.io.atomic import atomic_path
 from llmtool.io.provenance import PARQUET_KEY, remember_stdin, with_stdin_lineage
 
+# pyarrow's own SIGINT handler, installed around some reads and writes, can swallow a
+# Ctrl-C; Python's handler raises KeyboardInterrupt, which our atomic writers clean up after.
+pa.enable_signal_handlers(False)
+
 END_KEY = b"llmtool.end"
 ROW_GROUP_ROWS = 5000
 BATCH_ROWS = 1000
