@@ -158,22 +158,15 @@ class GopherRepetition:
         if not text:
             return doc, "empty"
         size = len(text)
-        paragraphs = _PARAGRAPHS.split(text.strip())
-        n, chars = duplicates(paragraphs)
-        m["dup_para_frac"] = n / len(paragraphs)
-        if self.dup_para_frac and m["dup_para_frac"] > self.dup_para_frac:
-            return doc, "dup_para_frac"
-        m["dup_para_char_frac"] = chars / size
-        if self.dup_para_char_frac and m["dup_para_char_frac"] > self.dup_para_char_frac:
-            return doc, "dup_para_char_frac"
-        lines = _LINES.split(text)
-        n, chars = duplicates(lines)
-        m["dup_line_frac"] = n / len(lines)
-        if self.dup_line_frac and m["dup_line_frac"] > self.dup_line_frac:
-            return doc, "dup_line_frac"
-        m["dup_line_char_frac"] = chars / size
-        if self.dup_line_char_frac and m["dup_line_char_frac"] > self.dup_line_char_frac:
-            return doc, "dup_line_char_frac"
+        # paragraphs first, then lines; for each, the share of repeated units, then of their chars
+        for unit, split in (("para", lambda: _PARAGRAPHS.split(text.strip())), ("line", lambda: _LINES.split(text))):
+            parts = split()
+            n, chars = duplicates(parts)
+            for rule, value in ((f"dup_{unit}_frac", n / len(parts)), (f"dup_{unit}_char_frac", chars / size)):
+                m[rule] = value
+                limit = getattr(self, rule)
+                if limit and value > limit:
+                    return doc, rule
         words = doc.words
         if len(words) < 64:  # numpy's fixed costs outweigh the Python loops on short texts
             top = lambda n: top_ngram_chars(words, n)  # noqa: E731
