@@ -120,6 +120,44 @@ class Extractor:
         return text.strip(), None
 
 
+# Elements whose content is never visible text, then comments, then any other tag. An element
+# cut off by the end of the window is removed to the end (\Z).
+_NOT_TEXT = re.compile(r"<(script|style|noscript|svg|template|textarea)\b.*?(?:</\1\s*>|\Z)"
+                       r"|<!--.*?(?:-->|\Z)|<[^>]*>", re.IGNORECASE | re.DOTALL)
+_BODY = re.compile(r"<body[\s>]", re.IGNORECASE)
+_SCRIPT_TAG = re.compile(r"<(/?)(?:script|style)\b", re.IGNORECASE)
+
+
+def sample_text(html: str, window: int = 16384) -> str:
+    """Visible text from a window in the middle of a page's body, by regular expressions.
+
+    About 0.15 ms a page, a tenth of a parse: enough to tell the language of most pages
+    (llmtool filter's language pre-screen). The middle of the body is where the main
+    content usually is; the first screenful is often navigation, in the site's language
+    rather than the article's.
+
+        >>> sample_text("<html><body><nav>Menü</nav><p>Hello &amp; welcome</p><script>x<1</script></body></html>")
+        'Menü Hello & welcome'
+    """
+    import html as html_lib
+
+    m = _BODY.search(html)
+    start = m.start() if m else 0
+    lo = max(start, start + (len(html) - start) // 2 - window // 2)
+    win = html[lo:lo + window]
+    if lo > start:
+        # The window may begin inside a script or style element (start at its end tag, when
+        # the first such tag is an end tag) or inside a tag (start after it).
+        m = _SCRIPT_TAG.search(win)
+        cut = m.start() if m and m.group(1) else 0
+        if not cut:
+            gt, lt = win.find(">"), win.find("<")
+            if gt >= 0 and (lt < 0 or gt < lt):
+                cut = gt + 1
+        win = win[cut:]
+    return html_lib.unescape(" ".join(_NOT_TEXT.sub(" ", win).split()))
+
+
 def rough_text(html: str) -> str:
     """All of a page's visible text by resiliparse, ~10x cheaper than trafilatura: enough to
     tell the language of a page (llmtool filter's language pre-screen)."""

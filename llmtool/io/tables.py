@@ -33,6 +33,23 @@ from llmtool.io.provenance import PARQUET_KEY, remember_stdin, with_stdin_lineag
 # Ctrl-C; Python's handler raises KeyboardInterrupt, which our atomic writers clean up after.
 pa.enable_signal_handlers(False)
 
+
+def _prefer_jemalloc() -> None:
+    """Use Arrow's jemalloc pool where the wheel has one, unless the user chose a pool.
+
+    Reading 500 pages of raw HTML (a 77 MB row group) peaked at 513 MB with the default
+    mimalloc and 334 MB with jemalloc, and its page faults cost 0.2-0.8 s of system time
+    against a steady 0.2 s (docs/filter.md)."""
+    if "ARROW_DEFAULT_MEMORY_POOL" in os.environ:
+        return
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except (NotImplementedError, AttributeError, pa.ArrowException):  # e.g. Windows wheels
+        pass
+
+
+_prefer_jemalloc()
+
 END_KEY = b"llmtool.end"
 ROW_GROUP_ROWS = 5000
 BATCH_ROWS = 1000
@@ -244,6 +261,14 @@ def refuse_terminal(dest: str) -> None:
         raise UsageError("refusing to write binary data to a terminal: pipe it on or pass -o FILE")
 
 
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary encoding: all but the document text and binary payloads.
+    Every text differs, so a dictionary is built only to be abandoned; without it a table of
+    raw HTML pages reads 1.8x faster (0.09 s instead of 0.17 s for 77 MB)."""
+    return [f.name for f in schema
+            if f.name != "text" and not (pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type))]
+
+
 class TableWriter:
     """Write batches to Parquet (atomically) or, for `-`, to an Arrow IPC stream on stdout.
 
@@ -290,7 +315,8 @@ class TableWriter:
         else:
             import pyarrow.parquet as pq
 
-            self._writer = pq.ParquetWriter(str(self._tmp), self.schema, compression="zstd")
+            self._writer = pq.ParquetWriter(str(self._tmp), self.schema, compression="zstd",
+                                            use_dictionary=_dictionary_columns(self.schema))
 
     def write(self, data: pa.RecordBatch | pa.Table) -> None:
         if self.schema is None:

@@ -26,7 +26,7 @@ from llmtool.stages.common import (
     WorkersOpt,
 )
 
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: the language pre-screen also runs before resiliparse
 NO_ARGS_HELP = True
 STEP_NAMES = "url, extract, lid, gopher_rep, gopher_quality, c4, fineweb, pii"
 
@@ -66,7 +66,7 @@ def run(
     lang: Annotated[str, typer.Option(
         "--lang", help="Languages to keep (comma-separated lid.176 codes), or 'all' for any language.")] = "en",
     prescreen: Annotated[bool, typer.Option(
-        "--prescreen/--no-prescreen", help="Skip trafilatura on pages whose rough text is clearly in "
+        "--prescreen/--no-prescreen", help="Skip extraction on pages whose sampled text is clearly in "
         "another language than --lang (much faster on multilingual crawls; see docs/filter.md).")] = True,
     lang_threshold: Annotated[float, typer.Option(
         "--lang-threshold", min=0.0, max=1.0, help="Keep documents whose score for --lang is above this.")] = 0.65,

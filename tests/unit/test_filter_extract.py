@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from llmtool.data.extract import Extractor, is_html, payload_kind, rough_text
+from llmtool.data.extract import Extractor, is_html, payload_kind, rough_text, sample_text
 
 
 @pytest.mark.parametrize("ct, text, kind", [
@@ -83,3 +83,32 @@ def test_extraction_does_not_depend_on_earlier_pages(data):
     for _ in range(4):
         ex.extract(_page(data, "trafilatura_eval_observer.com-LVMH.html"))
         assert ex.extract(page) == first and first[0]
+
+
+def test_sample_text_keeps_only_visible_text():
+    page = ("<html><head><title>T</title><style>p {color: red}</style></head><body><!-- note -->"
+            "<p>Fish &amp; chips</p><script>if (a<b) { go() }</script><svg><text>icon</text></svg>"
+            "<noscript>enable js</noscript><p>on the pier</p></body></html>")
+    assert sample_text(page) == "Fish & chips on the pier"
+    assert sample_text("") == ""
+    assert sample_text("no markup at all") == "no markup at all"
+
+
+def test_sample_text_window_cut_inside_a_script_or_at_its_end():
+    words = "<p>" + "plain words here " * 40 + "</p>"
+    script = "<script>" + "var x = a < b ? '<p>not text</p>' : 0; " * 400 + "</script>"
+    page = "<html><body>" + script + words * 30 + script + "</body></html>"
+    for window in (1000, 5000, 16384):
+        sample = sample_text(page, window)
+        assert "var x" not in sample and "not text" not in sample and "plain words here" in sample
+    # a window that ends inside a script drops the rest of it
+    page = "<body><p>" + "words " * 300 + "</p><script>" + "var x = 1; " * 100
+    sample = sample_text(page, 2500)
+    assert "words words" in sample and "var" not in sample
+
+
+def test_sample_text_looks_in_the_middle_of_the_body():
+    nav = "<nav>" + "<a href='/'>Startseite Impressum Kontakt</a>" * 40 + "</nav>"
+    article = "<article><p>" + "The harbour town has a long history of fishing. " * 200 + "</p></article>"
+    sample = sample_text("<html><body>" + nav + article + nav + "</body></html>", 4096)
+    assert "harbour" in sample and "Startseite" not in sample

@@ -64,3 +64,58 @@ def test_same_result_in_any_order():
     p1, p2 = Pipeline(Settings()), Pipeline(Settings())
     rows = [(GOOD, None, None), (HTML, "https://a.example/", "text/html"), ("Kurz.", None, None)]
     assert p1.process_many(rows) == list(reversed(p2.process_many(list(reversed(rows)))))
+
+
+GERMAN = ("<html><body><article><p>" + "Die Stadt liegt an einem breiten Fluss und hat eine lange Geschichte. "
+          "Im Sommer kommen viele Besucher, um die alten Häuser und den Markt zu sehen. " * 4
+          + "</p></article></body></html>")
+
+
+@pytest.mark.parametrize("extractor", ["trafilatura", "resiliparse"])
+def test_prescreen_skips_extraction_of_pages_clearly_in_another_language(extractor):
+    extracted = []
+
+    def pipeline(prescreen: bool) -> Pipeline:
+        p = Pipeline(Settings(extractor=extractor, lid_prescreen=prescreen))
+        real = p.extractor._load()
+        p.extractor._fn = lambda html: extracted.append(html) or real(html)
+        return p
+
+    p = pipeline(True)
+    reason, text, lang, score, m = p.process(GERMAN, None, "text/html")
+    assert (reason, lang) == ("lid:other_language", "de") and extracted == []
+    assert p.process(HTML, None, "text/html")[0] is None and extracted == [HTML]
+    # without the pre-screen the page is extracted, and dropped by full-text language ID
+    assert pipeline(False).process(GERMAN, None, "text/html")[0] == "lid:other_language"
+    assert extracted[-1] == GERMAN
+
+
+@pytest.mark.parametrize("extractor", ["resiliparse"])
+def test_prescreen_changes_no_result_on_real_pages(data, extractor):
+    """On the 517 pages of the trafilatura WARC (mostly German, ~20% English) the pre-screen
+    skips most extractions and every kept document, with its text, is the same."""
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    with open(data / "web" / "trafilatura_eval_pages.part0.warc.gz", "rb") as fh:
+        pages = [r.reader.read().decode("utf-8", errors="replace")
+                 for r in ArchiveIterator(fh, record_types=WarcRecordType.response)]
+    on = Pipeline(Settings(extractor=extractor, skip={"url"}))
+    off = Pipeline(Settings(extractor=extractor, skip={"url"}, lid_prescreen=False))
+    kept_on = [(i, r[1]) for i, r in enumerate(on.process_many([(h, None, "text/html") for h in pages])) if r[0] is None]
+    kept_off = [(i, r[1]) for i, r in enumerate(off.process_many([(h, None, "text/html") for h in pages]))
+                if r[0] is None]
+    assert len(kept_on) > 50 and kept_on == kept_off
+
+
+def test_rows_are_gathered_like_take():
+    import random
+
+    import pyarrow as pa
+
+    from llmtool.data.filters.driver import _take
+
+    batch = pa.record_batch({"i": list(range(200)), "s": [f"row {i}" for i in range(200)]})
+    rng = random.Random(3)
+    for size in (1, 2, 17, 100, 200):
+        index = sorted(rng.sample(range(200), size))
+        assert _take(batch, index).to_pydict() == batch.take(pa.array(index)).to_pydict()

@@ -138,3 +138,26 @@ def test_json_provenance_of_foreign_file_is_none(tmp_path):
     f = tmp_path / "x.json"
     f.write_text(json.dumps({"a": 1}))
     assert read_provenance(f) is None
+
+
+def test_text_column_is_written_without_a_dictionary(tmp_path):
+    """Every document differs, so only the short repeated columns get a dictionary."""
+    path = tmp_path / "d.parquet"
+    with TableWriter(str(path)) as w:
+        w.write(pa.table({"id": [str(i) for i in range(50)], "dump": ["CC-MAIN-2024-22"] * 50,
+                          "text": [f"document number {i} " * 20 for i in range(50)]}))
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+    assert "RLE_DICTIONARY" in encodings["dump"] and "RLE_DICTIONARY" not in encodings["text"]
+    assert pq.read_table(path).column("text").to_pylist()[7] == "document number 7 " * 20
+
+
+def test_arrow_uses_jemalloc_where_the_wheel_has_it():
+    import os
+
+    code = ("import pyarrow as pa, llmtool.io.tables\n"
+            "try:\n    pa.jemalloc_memory_pool(); has = True\nexcept NotImplementedError:\n    has = False\n"
+            "print(pa.default_memory_pool().backend_name if has else 'jemalloc')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"})
+    assert out.stdout.strip() == "jemalloc"

@@ -85,34 +85,49 @@ class NgramIndex:
 
         self.np = np
         self.words = words
-        ids: dict[str, int] = {}
-        self.ids = np.fromiter((ids.setdefault(w, len(ids)) for w in words), dtype=np.uint64, count=len(words))
-        self.lens = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+        ids = {w: i for i, w in enumerate(dict.fromkeys(words))}  # numbered by first occurrence
+        self.ids = np.fromiter(map(ids.__getitem__, words), dtype=np.uint64, count=len(words))
+        self.lens = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
         self.cum = np.concatenate(([0], np.cumsum(self.lens)))
+        self._cache: dict = {}
 
     def _hashes(self, n: int):
+        """The n-gram hashes, each built from the (n-1)-gram ones: one pass per length."""
         np = self.np
+        if n in self._cache:
+            return self._cache[n]
         m = len(self.words) - n + 1
-        h = np.zeros(m, dtype=np.uint64)
-        mult = np.uint64(0x9E3779B97F4A7C15)
-        with np.errstate(over="ignore"):
-            for k in range(n):
-                h = h * mult + self.ids[k:k + m] + np.uint64(1)
+        if n == 1:
+            h = self.ids + np.uint64(1)
+        else:
+            with np.errstate(over="ignore"):
+                h = self._hashes(n - 1)[:m] * np.uint64(0x9E3779B97F4A7C15) + self.ids[n - 1:n - 1 + m] + np.uint64(1)
+        self._cache[n] = h
         return h
 
     def _gram_chars(self, n: int):
         """Characters of each n-gram's words (without separators)."""
         return self.cum[n:] - self.cum[:-n]
 
+    def _groups(self, n: int):
+        """(positions of the n-grams sorted by hash, where each run of one n-gram starts, run lengths)."""
+        np = self.np
+        h = self._hashes(n)
+        order = np.argsort(h)  # an unstable sort: 4x faster than a stable one, and nothing needs one
+        sh = h[order]
+        starts = np.flatnonzero(np.concatenate(([True], sh[1:] != sh[:-1])))
+        counts = np.diff(np.append(starts, len(h)))
+        return order, starts, counts
+
     def top_chars(self, n: int) -> int:
         np = self.np
         if len(self.words) < n:
             return 0
-        h = self._hashes(n)
-        uniq, first, inverse, counts = np.unique(h, return_index=True, return_inverse=True, return_counts=True)
+        order, starts, counts = self._groups(n)
         best = counts.max()
         # ties: the n-gram seen first, as Counter.most_common does
-        pos = first[counts == best].min()
+        firsts = np.minimum.reduceat(order, starts)
+        pos = firsts[counts == best].min()
         return int((self._gram_chars(n)[pos] + n - 1) * best)
 
     def duplicate_chars(self, n: int, limit: float | None = None) -> int:
@@ -121,20 +136,16 @@ class NgramIndex:
         m = len(self.words) - n + 1
         if m <= 0:
             return 0
-        h = self._hashes(n)
-        order = np.argsort(h, kind="stable")
-        sh = h[order]
-        repeat_sorted = np.empty(m, dtype=bool)
-        repeat_sorted[0] = False
-        repeat_sorted[1:] = sh[1:] == sh[:-1]
-        repeat = np.empty(m, dtype=bool)
-        repeat[order] = repeat_sorted  # True where the same n-gram occurred before
-        if not repeat.any():
+        order, starts, counts = self._groups(n)
+        if len(starts) == m:  # no n-gram occurs twice
             return 0
-        chars = self._gram_chars(n)
-        upper = int(chars[repeat].sum())  # every repeat counted: the scan can only count fewer
+        # Every occurrence of an n-gram has the same length: all repeats together cover
+        # (count - 1) x length characters per n-gram. The scan can only count fewer.
+        upper = int((self._gram_chars(n)[order[starts]] * (counts - 1)).sum())
         if limit is not None and upper <= limit:
             return upper
+        repeat = np.ones(m, dtype=bool)
+        repeat[np.minimum.reduceat(order, starts)] = False  # first occurrences
         first = int(np.argmax(repeat))
         words = self.words
         seen = {"".join(words[i:i + n]) for i in range(first)}
@@ -209,14 +220,15 @@ class GopherQuality:
         text = doc.text
         words = doc.words
         n_words = len(words)
+        counts = Counter(words)  # the per-word rules look at each distinct word once
         # "Words" that are only punctuation do not count towards length rules.
-        lengths = [len(w) for w in words if w.strip(_PUNCTUATION_CHARS)]  # strip: in C
-        m["n_words"] = n = len(lengths)
+        real = [(len(w), c) for w, c in counts.items() if w.strip(_PUNCTUATION_CHARS)]  # strip: in C
+        m["n_words"] = n = sum(c for _, c in real)
         if self.min_doc_words and n < self.min_doc_words:
             return doc, "short_doc"
         if self.max_doc_words and n > self.max_doc_words:
             return doc, "long_doc"
-        avg = m["avg_word_length"] = sum(lengths) / n if n else float("nan")
+        avg = m["avg_word_length"] = sum(size * c for size, c in real) / n if n else float("nan")
         if self.min_avg_word_length and avg < self.min_avg_word_length:
             return doc, "below_avg_word_length"
         if self.max_avg_word_length and avg > self.max_avg_word_length:
@@ -239,11 +251,11 @@ class GopherQuality:
             if self.max_ellipsis_lines_ratio and m["ellipsis_lines_ratio"] > self.max_ellipsis_lines_ratio:
                 return doc, "too_many_end_ellipsis"
         if n_words:
-            alpha = sum(1 for w in words if w.isalpha() or any(map(str.isalpha, w)))
+            alpha = sum(c for w, c in counts.items() if w.isalpha() or any(map(str.isalpha, w)))
             m["alpha_words_ratio"] = alpha / n_words
             if self.min_alpha_words_ratio and m["alpha_words_ratio"] < self.min_alpha_words_ratio:
                 return doc, "below_alpha_ratio"
-        m["stop_words"] = len(set(self.stop_words).intersection(words))
+        m["stop_words"] = len(set(self.stop_words).intersection(counts))
         if self.min_stop_words and m["stop_words"] < self.min_stop_words:
             return doc, "few_stop_words"
         return doc, None

@@ -74,15 +74,17 @@ class LanguageId:
             return top, score, None
         return top, score, "other_language" if top not in self.languages else "low_score"
 
-    def clearly_other(self, text: str, min_chars: int = 200, max_score: float = 0.01) -> tuple[str, float] | None:
+    def clearly_other(self, text: str, min_chars: int = 200, max_score: float = 0.01,
+                      prefix: int = 3000) -> tuple[str, float] | None:
         """(language, score) when a page's text is plainly in none of the wanted languages.
 
         Used on a cheap rough extraction before the expensive one: only a confident verdict
         (enough text, every wanted language under `max_score`) skips the precise extractor.
+        Only the first `prefix` characters are read: fastText's cost grows with the text.
         """
         if self.languages is None or len(text) < min_chars:
             return None
-        top, score, pairs = self.predict(text[:3000], k=-1)
+        top, score, pairs = self.predict(text[:prefix], k=-1)
         if all(pairs.get(lang, 0.0) < max_score for lang in self.languages):
             return top, score
         return None

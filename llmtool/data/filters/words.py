@@ -165,6 +165,25 @@ def _merge_specials(out: list[str], start: int) -> None:
 
 
 _FAST_SUFFIX = frozenset(',;:!?)".')
+# Chunks that need the full rules repeat a lot ("it’s", "well-known", "•"): remember their
+# pieces. Splitting depends on the chunk alone, so a cache cannot change a result.
+_SPLIT_CACHE: dict[str, tuple[str, ...]] = {}
+_SPLIT_CACHE_MAX = 200_000
+
+
+def _split_cached(s: str, out: list[str]) -> None:
+    if len(s) > 64:  # long chunks rarely repeat
+        _split_word(s, out)
+        return
+    pieces = _SPLIT_CACHE.get(s)
+    if pieces is None:
+        new: list[str] = []
+        _split_word(s, new)
+        pieces = tuple(new)
+        if len(_SPLIT_CACHE) >= _SPLIT_CACHE_MAX:
+            _SPLIT_CACHE.clear()
+        _SPLIT_CACHE[s] = pieces
+    out.extend(pieces)
 
 
 def tokenize(text: str) -> list[str]:
@@ -182,7 +201,7 @@ def tokenize(text: str) -> list[str]:
             out.append(s[:-1])
             out.append(s[-1])
         else:
-            _split_word(s, out)
+            _split_cached(s, out)
     return out
 
 
