@@ -127,7 +127,11 @@ def datatrove_command(parquet: str, workdir: str) -> tuple[float, float, list[st
 
     import pyarrow.parquet as pq
 
+    import shutil
+
     out = os.path.join(workdir, "datatrove_out")
+    for old in (out, out + "_logs"):  # datatrove skips tasks its logs say are done
+        shutil.rmtree(old, ignore_errors=True)
     t0, c0 = time.perf_counter(), cpu_seconds()
     p = subprocess.run([sys.executable, __file__, "--datatrove-command", parquet, out],
                        capture_output=True, text=True, cwd=ROOT)
