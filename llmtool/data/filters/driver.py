@@ -25,10 +25,13 @@ def _init_worker(pipeline: Pipeline) -> None:
     global _worker_pipeline
     _worker_pipeline = pipeline
     # The parent may have been interrupted; leave Ctrl-C handling to the parent, which
-    # terminates the pool.
+    # terminates the pool. SIGTERM must kill a worker outright: the command's own handler,
+    # inherited through fork, would turn Pool.terminate() into a KeyboardInterrupt inside
+    # the pool's queue code, which could leave the parent waiting forever.
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _work(rows: list[tuple]) -> list[tuple]:
