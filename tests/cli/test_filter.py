@@ -267,3 +267,28 @@ def test_same_documents_kept_as_datatrove_on_the_whole_warc(cli, data, tmp_path)
     _, _, theirs = run_datatrove(pages)
     theirs = set(theirs)
     assert len(ours & theirs) >= 0.98 * len(ours | theirs), (sorted(ours - theirs), sorted(theirs - ours))
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupt_with_workers_exits_cleanly(pages, tmp_path, sig):
+    """Ctrl-C or SIGTERM mid-run with a process pool: exit 130 promptly, no output left and
+    no worker left behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "o.parquet"
+    p = subprocess.Popen([sys.executable, "-m", "llmtool", "filter", *[str(pages)] * 12,
+                          "--no-prescreen", "--workers", "2", "-o", str(out)],
+                         stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)  # start-up, then the pool is busy with trafilatura (about 9 s of work)
+    children = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+    p.send_signal(getattr(signal, sig))
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+    for pid in children:  # the pool's workers are gone too
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
