@@ -54,8 +54,8 @@ class Settings:
     extract_cpu_budget: float = 10.0
     # Skip extraction on pages whose sampled text is confidently in another language (a page
     # then costs ~0.3 ms instead of ~2 ms with resiliparse or ~25 ms with trafilatura), and
-    # full-text language ID on texts whose first 3000 characters are. docs/filter.md has
-    # its agreement.
+    # full-text language ID on long texts whose first 1000 characters are. docs/filter.md
+    # has its agreement.
     lid_prescreen: bool = True
     languages: list[str] | None = field(default_factory=lambda: ["en"])
     lang_threshold: float = 0.65
@@ -168,8 +168,8 @@ class Pipeline:
                 return f"extract:{why}", None, None, None, m
         language = score = None
         if self.lid is not None:
-            # The first 3000 characters are enough to see that a text is in another language;
-            # only the others pay for language ID over the whole text.
+            # The first 1000 characters are enough to see that a long text is in another
+            # language; only the others pay for language ID over the whole text.
             other = self.lid.clearly_other(text, prefix=1000) if self.prescreen and len(text) > 3000 else None
             if other is not None:
                 m["language_score"] = other[1]
