@@ -124,10 +124,9 @@ def datatrove_command(parquet: str, workdir: str) -> tuple[float, float, list[st
     (1 task, 1 worker) reading the same Parquet file and writing Parquet, timed as a command
     like llmtool's (start-up, reading and writing included)."""
     import glob
+    import shutil
 
     import pyarrow.parquet as pq
-
-    import shutil
 
     out = os.path.join(workdir, "datatrove_out")
     for old in (out, out + "_logs"):  # datatrove skips tasks its logs say are done

@@ -19,8 +19,9 @@ from llmtool.data.fetch import SCHEMA, documents_of
 from llmtool.data.http import default_cache_dir, download
 from llmtool.data.sources import expand_sources, is_url
 from llmtool.errors import BadInputError, LlmtoolError, UsageError
+from llmtool.io.console import Progress, log, warn
+from llmtool.io.run import Opts, StageRun, default_workers, parse_shard
 from llmtool.io.tables import TableWriter
-from llmtool.stages.common import Opts, Progress, StageRun, default_workers, log, parse_shard, warn
 
 BATCH = 1000
 

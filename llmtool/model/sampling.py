@@ -169,7 +169,8 @@ def _table_mode(s: _Sampler, a: SampleArgs, run) -> int:
 
 
 def sample(a: SampleArgs, opts, stage_version: int) -> None:
-    from llmtool.stages.common import StageRun, log, set_logging
+    from llmtool.io.console import log, set_logging
+    from llmtool.io.run import StageRun
 
     set_logging("sample", opts.quiet, opts.verbose)
     given = [x for x in (a.prompts, a.prompt_file, a.table) if x]

@@ -11,18 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from llmtool.stages.common import (
-    ForceOpt,
-    JsonOpt,
-    Opts,
-    OutputOpt,
-    QuietOpt,
-    StageRun,
-    VerboseOpt,
-    WorkersOpt,
-    default_workers,
-    log,
-)
+from llmtool.io.console import log
+from llmtool.io.run import Opts, StageRun, default_workers
+from llmtool.stages.common import ForceOpt, JsonOpt, OutputOpt, QuietOpt, VerboseOpt, WorkersOpt
 
 NO_ARGS_HELP = True
 VERSION = 1

@@ -97,16 +97,9 @@ def run(
     import shutil
     import tempfile
 
+    from llmtool.io.console import debug, log, set_logging
+    from llmtool.io.run import Opts, StageRun, default_workers, parse_shard
     from llmtool.io.tables import expand_inputs
-    from llmtool.stages.common import (
-        Opts,
-        StageRun,
-        debug,
-        default_workers,
-        log,
-        parse_shard,
-        set_logging,
-    )
 
     set_logging("dedup", quiet, verbose)
     if preset not in PRESETS:
@@ -172,7 +165,7 @@ def run(
             os.makedirs(signatures, exist_ok=True)
         import time
 
-        from llmtool.stages.common import Progress
+        from llmtool.io.console import Progress
 
         t0 = time.perf_counter()
         with Progress("signatures") as bar:
@@ -202,7 +195,7 @@ def _outputs(files: list[str], out_dir: str | None) -> list[str] | None:
     from pathlib import Path
 
     from llmtool.errors import UsageError
-    from llmtool.stages.common import strip_suffix
+    from llmtool.io.run import strip_suffix
 
     if out_dir is None:
         return None
@@ -299,7 +292,7 @@ def _signature_shard(files, settings, params, signatures, shard_i, shard_n, line
     from llmtool.data.dedup.pipeline import Dedup, Plan
     from llmtool.errors import UsageError
     from llmtool.io import provenance as prov
-    from llmtool.stages.common import Progress, log
+    from llmtool.io.console import Progress, log
 
     if signatures is None:
         raise UsageError("--shard computes signatures only: give --signatures DIR (then merge with a run "

@@ -12,10 +12,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from llmtool.io.run import Opts
 from llmtool.stages.common import (
     ForceOpt,
     JsonOpt,
-    Opts,
     OutputOpt,
     QuietOpt,
     ShardOpt,

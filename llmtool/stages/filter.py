@@ -15,10 +15,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from llmtool.io.run import Opts
 from llmtool.stages.common import (
     ForceOpt,
     JsonOpt,
-    Opts,
     OutputOpt,
     QuietOpt,
     ShardOpt,
@@ -106,8 +106,9 @@ def run(
     from llmtool.data.filters.driver import Runner, filter_batches, output_schema
     from llmtool.data.filters.pipeline import Pipeline
     from llmtool.errors import UsageError
+    from llmtool.io.console import Progress, log
+    from llmtool.io.run import StageRun, default_workers, parse_shard
     from llmtool.io.tables import TableWriter, expand_inputs, open_table
-    from llmtool.stages.common import Progress, StageRun, default_workers, log, parse_shard
 
     # plan: every usage error before any work
     settings, (domains, urls), blocklist_keys = _plan(skip, only, extractor, extract_timeout, url_blocklist,

@@ -123,7 +123,7 @@ def run(
 
       llmtool pretrain data.bin -o base/ --resume
     """
-    from llmtool.stages.common import Opts
+    from llmtool.io.run import Opts
     from llmtool.train.pretrain import PretrainArgs, pretrain
 
     args = PretrainArgs(

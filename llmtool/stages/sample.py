@@ -58,8 +58,8 @@ def run(
 
       llmtool sample base/ --input prompts.parquet -o completions.parquet --num-samples 4
     """
+    from llmtool.io.run import Opts
     from llmtool.model.sampling import SampleArgs, sample
-    from llmtool.stages.common import Opts
 
     sample(SampleArgs(checkpoint=checkpoint, prompts=prompts or [], prompt_file=prompt_file, table=table,
                       column=column, output=output, max_tokens=max_tokens, temperature=temperature,

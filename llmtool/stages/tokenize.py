@@ -12,18 +12,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from llmtool.stages.common import (
-    ForceOpt,
-    JsonOpt,
-    Opts,
-    OutputOpt,
-    Progress,
-    QuietOpt,
-    StageRun,
-    VerboseOpt,
-    WorkersOpt,
-    default_workers,
-)
+from llmtool.io.console import Progress
+from llmtool.io.run import Opts, StageRun, default_workers
+from llmtool.stages.common import ForceOpt, JsonOpt, OutputOpt, QuietOpt, VerboseOpt, WorkersOpt
 
 NO_ARGS_HELP = True
 VERSION = 1
@@ -137,7 +128,7 @@ def run(
 
             shutil.rmtree(tmpdir, ignore_errors=True)
     if stats["docs"] + stats["val_docs"] == 0:
-        from llmtool.stages.common import warn
+        from llmtool.io.console import warn
 
         warn("no non-empty documents in the input: the token file is empty")
     fields = {"docs": stats["docs"], "tokens": stats["tokens"], "empty_docs_skipped": stats["empty"],

@@ -220,7 +220,7 @@ def merge_loop(words: list[bytes], counts: list[int], n_merges: int) -> list[tup
     try:
         from llmtool.tokenizer import _bpe
     except ImportError:
-        from llmtool.stages.common import warn
+        from llmtool.io.console import warn
 
         warn("the C extension llmtool.tokenizer._bpe is not built (pip install -e .); "
              "training with the slow pure-Python merge loop")

@@ -133,7 +133,7 @@ def resolve_tokenizer(spec: str | None, tf, data_path: str):
 
 
 def default_output(data: str) -> str:
-    from llmtool.stages.common import strip_suffix
+    from llmtool.io.run import strip_suffix
 
     p = Path(data)
     folder = p.parent if os.access(p.parent, os.W_OK) else Path(".")
@@ -171,7 +171,8 @@ def check_existing(out: str, resume: bool, force: bool) -> None:
 
 
 def pretrain(a: PretrainArgs, opts, stage_version: int) -> dict | None:
-    from llmtool.stages.common import StageRun, set_logging
+    from llmtool.io.console import set_logging
+    from llmtool.io.run import StageRun
 
     set_logging("pretrain", opts.quiet, opts.verbose)
     out = a.output or default_output(a.data)
@@ -308,7 +309,7 @@ def pretrain(a: PretrainArgs, opts, stage_version: int) -> dict | None:
     check_fits(plan, env)
     n_train = train_span[1] - train_span[0]
     if plan.tokens and plan.tokens > 4 * n_train:
-        from llmtool.stages.common import warn
+        from llmtool.io.console import warn
 
         warn(f"the budget ({plan.tokens:,} tokens) goes {plan.tokens / n_train:.0f} times over the "
              f"{n_train:,} training tokens: expect overfitting (more data, or a smaller --max-tokens)")
@@ -319,7 +320,7 @@ def pretrain(a: PretrainArgs, opts, stage_version: int) -> dict | None:
         resume_state = checkpoint.load_train_state(out)
         if resume_state.get("world", env.world) != env.world or \
                 resume_state.get("train_config", {}).get("micro_batch", micro) != cfg.micro_batch:
-            from llmtool.stages.common import warn
+            from llmtool.io.console import warn
 
             warn("resuming with another number of ranks or micro-batch: same data, "
                  "but float sums happen in another order (not bit-exact)")

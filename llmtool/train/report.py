@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import time
 
-from llmtool.stages.common import _state
+from llmtool.io.console import verbosity
 
 
 def fmt_duration(s: float | None) -> str:
@@ -36,7 +36,7 @@ class Reporter:
         self.stage = stage
         self.master = master
         self.metrics: list[dict] = list(metrics or [])
-        self.quiet = _state["level"] == 0
+        self.quiet = verbosity() == 0
         self._console = None
         if master and not self.quiet and sys.stderr.isatty():
             from rich.console import Console
