@@ -56,6 +56,9 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     pass
 
 
+_NO_ARGS_HELP: set[str] = set()  # commands that show their help when called with no arguments
+
+
 def _register() -> None:
     for module_name, command, panel in STAGES:
         try:
@@ -64,9 +67,10 @@ def _register() -> None:
             if e.name == f"llmtool.stages.{module_name}":
                 continue  # not built yet: absent, never faked
             raise
-        app.command(name=command, rich_help_panel=panel, no_args_is_help=getattr(module, "NO_ARGS_HELP", True))(
-            module.run
-        )
+        no_args_help = getattr(module, "NO_ARGS_HELP", True)
+        if no_args_help:
+            _NO_ARGS_HELP.add(command)
+        app.command(name=command, rich_help_panel=panel, no_args_is_help=no_args_help)(module.run)
 
 
 _register()
@@ -77,27 +81,80 @@ def _on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> None:
-    import click
+def _click_exceptions():
+    """The click exception modules in play: typer >= 0.28 raises its bundled copy of click's
+    classes, older typer raises the installed click's; a parse error may come from either."""
+    modules = []
+    try:
+        from typer import _click
 
+        modules.append(_click.exceptions)
+    except ImportError:
+        pass
+    try:
+        import click.exceptions
+
+        modules.append(click.exceptions)
+    except ImportError:
+        pass
+    return modules
+
+
+def _help_on_stderr(args: list[str]) -> None:
+    """`llmtool` or `llmtool STAGE` alone: the help, on stderr (stdout is for data), exit 2 as
+    click does. typer's rich help prints to stdout by itself, hence the redirect."""
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            app(args=[*args, "--help"], standalone_mode=False)
+        except Exception:  # the help is a courtesy: never a traceback for it
+            pass
+    sys.exit(EXIT_USAGE)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
-    stage = next((a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")), "")
+    args = argv if argv is not None else sys.argv[1:]
+    stage = next((a for a in args if not a.startswith("-")), "")
+    if stage not in {command for _, command, _ in STAGES}:
+        stage = ""
+    prefix = f"llmtool {stage}".strip()
+    modules = _click_exceptions()
+    no_args_help, usage_errors, click_errors, aborts = (
+        tuple(getattr(m, name) for m in modules if hasattr(m, name))
+        for name in ("NoArgsIsHelpError", "UsageError", "ClickException", "Abort"))
+    if not args or (len(args) == 1 and args[0] in _NO_ARGS_HELP):
+        _help_on_stderr(args)
     try:
         code = app(args=argv, standalone_mode=False)
         if code == EXIT_INTERRUPTED:  # typer turns KeyboardInterrupt into Exit(130)
-            print(f"llmtool {stage}: interrupted", file=sys.stderr)
+            print(f"{prefix}: interrupted", file=sys.stderr)
         sys.exit(code if isinstance(code, int) else 0)
     except LlmtoolError as e:
-        print(f"llmtool {stage}: error: {e}".replace("  ", " "), file=sys.stderr)
+        print(f"{prefix}: error: {_one_line(e)}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        print(f"llmtool {stage}: interrupted", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
-    except click.ClickException as e:
-        e.show()
+    except no_args_help:
+        # Reached only if a command's help was not handled above; its text is already printed
+        sys.exit(EXIT_USAGE)
+    except usage_errors as e:
+        # The parser's own errors (unknown option or command, a bad value): one line, exit 2
+        command = e.ctx.command_path if getattr(e, "ctx", None) is not None else prefix
+        print(f"{prefix}: error: {_one_line(e.format_message())} (see '{command} --help')",
+              file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except click_errors as e:
+        print(f"{prefix}: error: {_one_line(e.format_message())}", file=sys.stderr)
         sys.exit(e.exit_code if e.exit_code else EXIT_USAGE)
+    except aborts:
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     except KeyboardInterrupt:
-        print(f"llmtool {stage}: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, without a traceback at exit.
@@ -107,6 +164,6 @@ def main(argv: list[str] | None = None) -> None:
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(EXIT_RUNTIME)
     except MemoryError:
-        print(f"llmtool {stage}: error: out of memory (use a smaller batch, --limit or more shards)",
+        print(f"{prefix}: error: out of memory (use a smaller batch, --limit or more shards)",
               file=sys.stderr)
         sys.exit(EXIT_RUNTIME)
