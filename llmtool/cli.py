@@ -1,4 +1,4 @@
-"""The `llmtool` command: registers every stage and maps errors to exit codes (DESIGN §1).
+"""The `llmtool` command: registers every stage and maps errors to exit codes (docs/design.md §1).
 
 Stage modules are imported here, so they must stay light (no torch at import time);
 `python -m llmtool --help` is checked by a test to leave torch unimported.

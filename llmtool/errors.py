@@ -1,4 +1,4 @@
-"""The error types users see, each with the exit code of DESIGN §1.
+"""The error types users see, each with the exit code of docs/design.md §1.
 
 Raise these for expected failures; `cli.main` prints them as one line on stderr
 (`llmtool STAGE: error: MESSAGE`) and exits with the code, never with a traceback.

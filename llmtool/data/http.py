@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -69,19 +71,32 @@ def download(url: str, cache_dir: Path, sha256: str | None = None, retries: int 
             return final
     attempt = 0
     while True:
+        dns_failed = False
         try:
             _transfer(url, part, timeout)
             break
         except urllib.error.HTTPError as e:
             if e.code in (404, 410, 401, 403):
                 raise BadInputError(f"{url}: HTTP {e.code} {e.reason}")
+            if 300 <= e.code < 400:  # asking again gives the same loop or the same dead end
+                raise BadInputError(f"{url}: HTTP {e.code}: a redirect loop, or a redirect without a target")
             if e.code == 416:  # our partial file is longer than the resource: start over
                 part.unlink(missing_ok=True)
             err = f"HTTP {e.code} {e.reason}"
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError, http.client.HTTPException) as e:
-            err = str(getattr(e, "reason", e)) or type(e).__name__
+            reason = getattr(e, "reason", e)
+            err = str(reason) or type(e).__name__
+            if isinstance(reason, socket.gaierror):
+                # A host that does not exist is a wrong URL (exit 3); only "try again later"
+                # (EAI_AGAIN: no answer from the resolver) is worth retrying.
+                dns_failed = True
+                err = f"cannot resolve host {urllib.parse.urlsplit(url).hostname!r}: {reason.strerror or reason}"
+                if reason.errno != socket.EAI_AGAIN:
+                    raise BadInputError(f"{url}: {err}")
         attempt += 1
         if attempt > retries:
+            if dns_failed:
+                raise BadInputError(f"{url}: {err} (after {retries} retries)")
             raise LlmtoolError(f"{url}: download failed after {retries} retries ({err}); "
                                f"rerun to resume from {part.stat().st_size if part.exists() else 0} bytes")
         delay = backoff * 2 ** (attempt - 1)
@@ -96,12 +111,36 @@ def download(url: str, cache_dir: Path, sha256: str | None = None, retries: int 
     return final
 
 
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) URLs only.
+
+    urllib raises a retryable-looking HTTPError for a redirect to file: or data: (so it was
+    retried as a network failure) and follows ftp:. A download must never be pointed at
+    a local file or another protocol by the server: refuse at once (bad input, exit 3).
+    """
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        target = headers.get("location") or headers.get("uri")
+        if target:
+            scheme = urllib.parse.urlsplit(urllib.parse.urljoin(req.full_url, target.strip())).scheme
+            if scheme.lower() not in ("http", "https"):
+                fp.close()
+                raise BadInputError(f"{req.full_url}: the server redirects to {target[:200]!r}; "
+                                    f"only redirects to http(s) URLs are followed")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
+
+
 def _transfer(url: str, part: Path, timeout: float) -> None:
     have = part.stat().st_size if part.exists() else 0
     req = urllib.request.Request(url, headers={"User-Agent": f"llmtool/{__version__}"})
     if have:
         req.add_header("Range", f"bytes={have}-")
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    with _OPENER.open(req, timeout=timeout) as resp:
         status = resp.status
         if have and status != 206:
             have = 0  # the server ignored Range: rewrite from the start

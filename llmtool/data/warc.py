@@ -13,7 +13,9 @@ counted by reason in `stats`, never dropped silently.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import re
+import uuid
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -116,13 +118,18 @@ def _parse_fields(block: bytes) -> dict:
 def _iter_fastwarc(path: str, stats: Counter, info: dict) -> Iterator[Record]:
     from fastwarc.warc import ArchiveIterator, WarcRecordType
 
-    wanted = (WarcRecordType.response | WarcRecordType.conversion | WarcRecordType.resource
-              | WarcRecordType.warcinfo | WarcRecordType.unknown)
+    # Every record type is read, so that request/metadata/revisit records are counted as
+    # skipped instead of vanishing inside fastwarc's type filter. Counts go to `own` first:
+    # when fastwarc reads nothing usable, the resync parser rereads the whole file and its
+    # counts replace these (else a record would be counted twice).
+    own: Counter = Counter()
     yielded = 0
+    seen = 0
     suspicious = False
     try:
         with open(path, "rb") as fh:
-            for rec in ArchiveIterator(fh, parse_http=True, record_types=wanted):
+            for rec in ArchiveIterator(fh, parse_http=True, record_types=WarcRecordType.any_type):
+                seen += 1
                 wtype = rec.headers.get("WARC-Type") or ""
                 if wtype == "warcinfo":
                     body = rec.reader.read()
@@ -135,19 +142,21 @@ def _iter_fastwarc(path: str, stats: Counter, info: dict) -> Iterator[Record]:
                     if "\n" in wtype:  # LF-only header lines: nothing parsed right
                         suspicious = True
                         break
-                    stats[f"record_type:{wtype or 'missing'}"] += 1
+                    own[f"record_type:{wtype or 'missing'}"] += 1
                     continue
                 payload = rec.reader.read()
                 if len(payload) < rec.content_length:
-                    stats["truncated_record"] += 1
+                    own["truncated_record"] += 1
                     continue
                 http = rec.http_headers if wtype == "response" else None
                 headers = rec.headers
                 if http is not None and http.get("Content-Encoding"):
-                    payload = decode_content_encoding(payload, http.get("Content-Encoding"), stats)
+                    payload = decode_content_encoding(payload, http.get("Content-Encoding"), own)
                     if payload is None:
                         continue
                 yielded += 1
+                stats.update(own)
+                own.clear()
                 yield Record(
                     warc_type=wtype,
                     record_id=headers.get("WARC-Record-ID"),
@@ -166,10 +175,13 @@ def _iter_fastwarc(path: str, stats: Counter, info: dict) -> Iterator[Record]:
         if yielded == 0 and "Invalid WARC header" in str(e):
             suspicious = True
         else:
-            stats["malformed_tail"] += 1
-            return
-    if suspicious and yielded == 0:
+            own["malformed_tail"] += 1
+    # Nothing usable from a file that starts with `WARC/`: LF-only lines fastwarc cannot
+    # parse, lying lengths, or not a WARC at all; the resync parser tells which and counts.
+    if (suspicious or seen == 0) and yielded == 0:
         yield from _iter_resync(path, stats, info)
+    else:
+        stats.update(own)
 
 
 _BOUNDARY = re.compile(rb"(?:^|\r?\n)(WARC/1\.[01]|WARC/0\.1[78])\r?\n")
@@ -188,6 +200,9 @@ def _iter_resync(path: str, stats: Counter, info: dict) -> Iterator[Record]:
         return
     starts = [m.end() for m in _BOUNDARY.finditer(data)]
     ends = [m.start() for m in _BOUNDARY.finditer(data)][1:] + [len(data)]
+    if not starts:  # begins with "WARC/" but holds no `WARC/1.x` record line
+        stats["not_a_warc (no records)"] += 1
+        return
     for start, end in zip(starts, ends):
         chunk = data[start:end]
         sep = re.search(rb"\r?\n\r?\n", chunk)
@@ -220,13 +235,25 @@ def _iter_resync(path: str, stats: Counter, info: dict) -> Iterator[Record]:
                      headers.get("Content-Type"), headers.get("WARC-Identified-Payload-Type"))
 
 
+def _arc_record_id(n: int, url: str | None, date: str | None, payload: bytes) -> str:
+    """A WARC-style record id for an ARC record, derived from the record itself.
+
+    ARC has no record ids and warcio's conversion invents random ones, which would make
+    reruns (and -w 1 vs -w 2) differ; the position in the file keeps equal records apart.
+    """
+    digest = hashlib.sha1(payload).hexdigest()
+    return f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{n} {url} {date} {digest}')}>"
+
+
 def _iter_warcio(path: str, stats: Counter, info: dict) -> Iterator[Record]:
     from warcio.archiveiterator import ArchiveIterator
     from warcio.exceptions import ArchiveLoadFailed
 
+    n = 0
     try:
         with open(path, "rb") as fh:
             for rec in ArchiveIterator(fh, arc2warc=True):
+                n += 1
                 wtype = rec.rec_type
                 if wtype == "warcinfo":
                     info.update(_parse_fields(rec.content_stream().read()))
@@ -239,12 +266,14 @@ def _iter_warcio(path: str, stats: Counter, info: dict) -> Iterator[Record]:
                 status = None
                 if http is not None and http.get_statuscode():
                     status = int(http.get_statuscode()) if http.get_statuscode().isdigit() else None
+                url, date = h.get_header("WARC-Target-URI"), h.get_header("WARC-Date")
+                payload = rec.content_stream().read()
                 yield Record(
                     warc_type=wtype,
-                    record_id=h.get_header("WARC-Record-ID"),
-                    url=h.get_header("WARC-Target-URI"),
-                    date=h.get_header("WARC-Date"),
-                    payload=rec.content_stream().read(),
+                    record_id=_arc_record_id(n, url, date, payload),
+                    url=url,
+                    date=date,
+                    payload=payload,
                     http_status=status,
                     http_content_type=http.get_header("Content-Type") if http is not None else None,
                     warc_content_type=h.get_header("Content-Type"),

@@ -51,15 +51,6 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
     return i, n
 
 
-def default_workers(workers: int | None) -> int:
-    if workers is not None:
-        return workers
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 _KNOWN_SUFFIXES = (".warc.wet.gz", ".warc.wat.gz", ".warc.gz", ".warc", ".wet.gz", ".wet", ".arc.gz",
                    ".arc", ".jsonl.gz", ".jsonl", ".json.gz", ".json", ".parquet", ".arrow",
                    ".txt.gz", ".txt", ".html.gz", ".html", ".htm", ".bin", ".gz")
@@ -91,11 +82,70 @@ def default_output(inputs: list[str], stage: str, ext: str = ".parquet") -> str:
 # ---------------------------------------------------------------- the run
 
 
+def ensure_folder(path: str, what: str | None = None) -> None:
+    """Create an output folder (and its parents), or fail with one line if that is impossible:
+    a file already has the name, or the place is not writable. `what` names it (e.g. a flag)."""
+    label = f"{what} {path}" if what else path
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"{label}: is a file, not a folder; choose another name")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{label}: cannot create this folder ({e.strerror or e})")
+    check_writable(os.path.join(path, "x"), what)
+
+
+def check_writable(path: str, what: str | None = None) -> None:
+    """Fail early, with one line, when an output file cannot be created at `path`: its folder
+    (or the nearest existing one above it, as atomic writes create the rest) is not a folder
+    or refuses a new file. Probing with a real temporary file is the only sure test
+    (os.access says yes to root on read-only places such as /proc)."""
+    import tempfile
+
+    label = f"{what} {path}" if what else path
+    folder = Path(os.path.abspath(path)).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UsageError(f"cannot write {label}: {folder} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".llmtool-probe.", dir=folder)
+    except OSError as e:
+        raise UsageError(f"cannot write {label}: {e.strerror or e} in {folder} (choose another place)")
+    os.close(fd)
+    os.unlink(probe)
+
+
+LLMC_MAGICS = (20240520, 20240801)  # llm.c token files, which llmtool tokenize writes
+
+
+def made_by(path: str, provenance: dict | None = None) -> str | None:
+    """The llmtool stage that wrote a file, or None for a file llmtool did not write.
+
+    llm.c token files carry no provenance; they count as tokenize's (their magic number
+    says what they are). nanoGPT's bare token files cannot be told from any other file.
+    """
+    if provenance is not None:
+        return provenance.get("stage") if isinstance(provenance.get("stage"), str) else None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return None
+    return "tokenize" if len(head) == 4 and int.from_bytes(head, "little") in LLMC_MAGICS else None
+
+
 class StageRun:
-    """One invocation of a stage: output naming, provenance, up-to-date check, summary."""
+    """One invocation of a stage: output naming, provenance, up-to-date check, summary.
+
+    Before any work it checks that the output can be written, and refuses (exit 2) to
+    replace a file that is not an earlier output of the same stage unless `--force`:
+    `llmtool fetch X -o notes.txt` must not eat notes.txt. Folder outputs (`folder=True`,
+    checkpoints) are checked by their stage, which knows what may be replaced.
+    """
 
     def __init__(self, stage: str, version: int, params: dict, inputs: list[str], output: str | None,
-                 opts: Opts, ext: str = ".parquet", binary_output: bool = True):
+                 opts: Opts, ext: str = ".parquet", binary_output: bool = True, folder: bool = False):
         from llmtool.io import provenance as prov
 
         set_logging(stage, opts.quiet, opts.verbose)
@@ -107,9 +157,29 @@ class StageRun:
             raise UsageError("--json prints the summary on stdout, so the data needs -o FILE")
         if binary_output and self.output == "-" and sys.stdout.isatty():
             raise UsageError("refusing to write binary data to a terminal: pipe it on or pass -o FILE")
+        old = None
+        if self.output != "-":
+            if not folder and os.path.isdir(self.output):
+                raise UsageError(f"{self.output} is a folder: name a file to write with -o")
+            check_writable(self.output)
+            if os.path.exists(self.output):
+                old = prov.read_provenance(self.output)
+                if not folder and not opts.force:
+                    self._refuse_foreign(old)
         self.inputs = inputs
-        records = [prov.input_record(i) for i in inputs]
+        # the old output's input records lend their keys to inputs whose size and mtime still
+        # match, so an up-to-date check does not rehash unchanged inputs
+        previous = {i.get("path"): i for i in prov.inputs_of(old)} if old else {}
+        records = [prov.input_record(i, previous.get(i)) for i in inputs]
         self.provenance = prov.strip_nested(prov.make(stage, version, params, records))
+
+    def _refuse_foreign(self, old: dict | None) -> None:
+        maker = made_by(self.output, old)
+        if maker == self.stage:
+            return  # our own earlier output: replacing it (when parameters change) is the point
+        what = f"an output of llmtool {maker}" if maker else "not a file llmtool wrote"
+        raise UsageError(f"{self.output} exists and is {what}; refusing to replace it with the "
+                         f"{self.stage} output (pass --force to replace it, or choose another -o)")
 
     @property
     def key(self) -> str | None:

@@ -19,9 +19,10 @@ A file whose size disagrees with its header, or that lacks the trailer, is trunc
 reading it raises BadInputError (exit 3).
 
     >>> import numpy as np
-    >>> with TokenFileWriter("t.bin", vocab_size=300, eot_id=256) as w:   # doctest: +SKIP
+    >>> with TokenFileWriter("t.bin", vocab_size=300, eot_id=256) as w:
     ...     w.add_document(np.array([1, 2, 3]))
-    >>> TokenFile("t.bin").tokens[:3]                                      # doctest: +SKIP
+    >>> TokenFile("t.bin").tokens[:3].tolist()
+    [1, 2, 3]
 """
 
 from __future__ import annotations
@@ -95,9 +96,15 @@ def read_header(path: str | os.PathLike) -> Header:
             meta = json.loads(f.read(mlen) or b"{}")
     except OSError as e:
         raise BadInputError(f"{path}: cannot read ({e.strerror})")
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise BadInputError(f"{path}: corrupt token file header (metadata)")
-    return Header(hsize, version, tbytes, vocab, ntok, ndocs, bos, eot, fp.decode(), checksum, meta)
+    if not isinstance(meta, dict):
+        raise BadInputError(f"{path}: corrupt token file header (metadata is not a JSON object)")
+    try:
+        fingerprint = fp.decode("ascii")
+    except UnicodeDecodeError:
+        raise BadInputError(f"{path}: corrupt token file header (tokenizer fingerprint is not ASCII)")
+    return Header(hsize, version, tbytes, vocab, ntok, ndocs, bos, eot, fingerprint, checksum, meta)
 
 
 class TokenFile:

@@ -23,6 +23,11 @@ import torch.nn.functional as F
 
 from llmtool.errors import BadInputError, UsageError
 
+# Sizes beyond these are refused before anything is allocated: a corrupt or hostile
+# config.json must fail at once, not after the process has grown to fill the memory.
+LIMITS = {"n_layer": 1024, "n_embd": 65536, "n_head": 1024, "context": 1 << 20,
+          "vocab_size": 1 << 24, "mlp_ratio": 64}
+
 
 @dataclass
 class GPTConfig:
@@ -57,14 +62,26 @@ class GPTConfig:
         self.validate()
 
     def validate(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            want = float if f.type == "float" else int
+            # bool is an int to Python, and 2.5 layers or "2" layers are not sizes
+            if isinstance(v, bool) or not isinstance(v, (int, float) if want is float else int):
+                raise UsageError(f"{f.name} must be {'a number' if want is float else 'an integer'}, not {v!r}")
+        if min(self.n_layer, self.n_embd, self.n_head, self.n_kv_head, self.context, self.vocab_size,
+               self.mlp_ratio) < 1:
+            raise UsageError("layers, width, heads, kv heads, context, MLP ratio and vocab size must be positive")
+        for name, top in LIMITS.items():
+            if getattr(self, name) > top:
+                raise UsageError(f"{name} {getattr(self, name):,} is beyond what llmtool supports (at most {top:,})")
+        if not (self.softcap >= 0 and self.rope_base > 0):  # also refuses NaN
+            raise UsageError(f"softcap {self.softcap} and rope_base {self.rope_base} must be positive")
         if self.n_embd % self.n_head:
             raise UsageError(f"width {self.n_embd} is not divisible by {self.n_head} heads")
         if self.n_head % self.n_kv_head:
             raise UsageError(f"{self.n_head} heads are not divisible by {self.n_kv_head} kv heads")
         if (self.n_embd // self.n_head) % 2:
             raise UsageError(f"head size {self.n_embd // self.n_head} must be even (RoPE rotates pairs)")
-        if min(self.n_layer, self.n_embd, self.context, self.vocab_size) < 1:
-            raise UsageError("layers, width, context and vocab size must be positive")
 
     @property
     def head_dim(self) -> int:
@@ -75,15 +92,33 @@ class GPTConfig:
         m = max(1, self.vocab_multiple)
         return -(-self.vocab_size // m) * m
 
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape of every weight GPT(self) has, by state_dict name, without building it:
+        a checkpoint's weights file is checked against its config.json before allocating."""
+        C, V, kv, hidden = self.n_embd, self.padded_vocab, self.n_kv_head * self.head_dim, self.mlp_ratio * self.n_embd
+        shapes = {"wte.weight": (V, C), "lm_head.weight": (V, C)}
+        for i in range(self.n_layer):
+            shapes.update({f"blocks.{i}.attn.c_qkv.weight": (C + 2 * kv, C), f"blocks.{i}.attn.c_proj.weight": (C, C),
+                           f"blocks.{i}.mlp.c_fc.weight": (hidden, C), f"blocks.{i}.mlp.c_proj.weight": (C, hidden)})
+        return shapes
+
     def to_dict(self) -> dict:
         return {"architecture": "llmtool-gpt", **asdict(self)}
 
     @classmethod
     def from_dict(cls, d: dict) -> GPTConfig:
+        """The config of a config.json; anything malformed is bad input (exit 3), never a crash."""
+        if not isinstance(d, dict):
+            raise BadInputError(f"config.json: expected a JSON object, not {type(d).__name__}")
         if d.get("architecture", "llmtool-gpt") != "llmtool-gpt":
-            raise BadInputError(f"unknown architecture {d.get('architecture')!r} in config.json")
+            raise BadInputError(f"config.json: unknown architecture {d.get('architecture')!r}")
+        if "vocab_size" not in d:
+            raise BadInputError("config.json: no vocab_size")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        try:
+            return cls(**{k: v for k, v in d.items() if k in known})
+        except UsageError as e:
+            raise BadInputError(f"config.json: {e}")
 
 
 class _RMSNorm(torch.autograd.Function):
@@ -153,22 +188,17 @@ class Attention(nn.Module):
         # rotate and normalise q and k together (QK-norm keeps attention logits bounded)
         q, k = rms_norm(apply_rotary(qk, rot)).split([H, Hkv], dim=2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        if cache is None:
-            past = 0
-        else:
-            past = cache.pos
+        causal, mask = True, None
+        if cache is not None:
+            # the cache says which of its keys each query may see (set once per forward)
             k, v = cache.update(self.layer, k, v)
             k, v = k.to(q.dtype), v.to(q.dtype)  # the cache may hold another dtype than autocast's
+            causal, mask = cache.causal, cache.mask
+            if mask is not None and mask.is_floating_point() and mask.dtype != q.dtype:
+                mask = mask.to(q.dtype)  # under autocast: SDPA wants the query's dtype
         if Hkv != H:
             k, v = k.repeat_interleave(H // Hkv, dim=1), v.repeat_interleave(H // Hkv, dim=1)
-        if past == 0:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        elif T == 1:  # one new token sees every cached one: no mask needed
-            y = F.scaled_dot_product_attention(q, k, v)
-        else:  # a chunk after a prefix: query i sees keys up to past + i
-            S = k.size(2)
-            mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -326,22 +356,27 @@ class GPT(nn.Module):
         """Grow the vocabulary (sft adds chat special tokens); existing rows are kept.
 
         New embedding and head rows start at the mean of the trained ones, so a new token
-        begins as an "average" token rather than as noise. Build optimizers afterwards.
+        begins as an "average" token rather than as noise. A head tied to the embedding
+        (one Parameter for both) stays tied. Build optimizers afterwards.
         """
         old = self.config.vocab_size
         if vocab_size < old:
             raise UsageError(f"cannot shrink the vocabulary from {old} to {vocab_size}")
+        tied = self.lm_head.weight is self.wte.weight
         self.config.vocab_size = vocab_size
         rows = self.config.padded_vocab
-        if rows == self.wte.weight.size(0):
-            self.wte.weight[old:] = self.wte.weight[:old].mean(0)
-            self.lm_head.weight[old:] = self.lm_head.weight[:old].mean(0)
+        if rows == self.wte.weight.size(0):  # the padding rows have room: grow in place
+            for w in (self.wte.weight,) if tied else (self.wte.weight, self.lm_head.weight):
+                w[old:] = w[:old].mean(0)
             return
-        dev, C = self.wte.weight.device, self.config.n_embd
-        wte, head = nn.Embedding(rows, C, device=dev), nn.Linear(C, rows, bias=False, device=dev)
+        w = self.wte.weight
+        wte = nn.Embedding(rows, self.config.n_embd, device=w.device, dtype=w.dtype)
+        head = nn.Linear(self.config.n_embd, rows, bias=False, device=w.device, dtype=w.dtype)
         for new_m, old_m in ((wte, self.wte), (head, self.lm_head)):
             new_m.weight[:old] = old_m.weight[:old]
             new_m.weight[old:] = old_m.weight[:old].mean(0)
+        if tied:
+            head.weight = wte.weight
         self.wte, self.lm_head = wte, head
 
     # ------------------------------------------------------------------ sizes
@@ -360,11 +395,13 @@ class GPT(nn.Module):
     def hidden(self, idx: torch.Tensor, cache=None) -> torch.Tensor:
         """Final normalised hidden states (B, T, C); reward models put their head on these."""
         T = idx.size(1)
-        past = cache.pos if cache is not None else 0
-        if past + T > self.config.context:
-            raise UsageError(f"sequence of {past + T} tokens is longer than the model's context "
+        # positions: an int when every row starts at the same one, else a (B, T) tensor
+        # (rows of different lengths share a KV cache, each at its own position)
+        pos, end = (0, T) if cache is None else cache.positions(T)
+        if end > self.config.context:
+            raise UsageError(f"sequence of {end} tokens is longer than the model's context "
                              f"({self.config.context})")
-        rot = self.rot[past:past + T]
+        rot = self.rot[pos:pos + T] if isinstance(pos, int) else self.rot[pos]
         x = rms_norm(self.wte(idx))
         for block in self.blocks:
             x = block(x, rot, cache)

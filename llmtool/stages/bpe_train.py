@@ -12,11 +12,17 @@ from typing import Annotated, Optional
 import typer
 
 from llmtool.io.console import log
-from llmtool.io.run import Opts, StageRun, default_workers
-from llmtool.stages.common import ForceOpt, JsonOpt, OutputOpt, QuietOpt, VerboseOpt, WorkersOpt
+from llmtool.io.pool import default_workers
+from llmtool.io.run import Opts, StageRun
+from llmtool.stages.common import ForceOpt, JsonOpt, QuietOpt, VerboseOpt, WorkersOpt
 
 NO_ARGS_HELP = True
 VERSION = 1
+
+# Not the shared OutputOpt: the tokenizer is a JSON file, not Parquet.
+OutputOpt = Annotated[Optional[str], typer.Option(
+    "--output", "-o", help="Output tokenizer .json, or - for stdout. Default: stdout when it is a "
+    "pipe, else INPUT.bpe-train.json beside the input.")]
 
 
 def run(
@@ -58,6 +64,10 @@ def run(
     if export not in (None, "tiktoken"):
         raise UsageError(f"--export {export!r}: the format to export is tiktoken")
     pat = bpe.resolve_pattern(pattern)  # fail on a bad regex before reading anything
+    from llmtool.tokenizer.file import pattern_problem
+
+    if why := pattern_problem(pat):  # e.g. 'a*': zero-width matches crash tiktoken's Rust core
+        raise UsageError(f"--pattern: {why}")
     if vocab_size < 256 + len(specials):
         raise UsageError(f"--vocab-size {vocab_size} is too small: it must hold the 256 byte tokens and "
                          f"{len(specials)} special tokens (at least {256 + len(specials)})")

@@ -93,12 +93,11 @@ def run(
 
       llmtool dedup shards/ --shard 0/4 --signatures sigs/   (then: llmtool dedup shards/ --signatures sigs/ -o clean.parquet)
     """
-    import os
     import shutil
-    import tempfile
 
     from llmtool.io.console import debug, log, set_logging
-    from llmtool.io.run import Opts, StageRun, default_workers, parse_shard
+    from llmtool.io.pool import default_workers
+    from llmtool.io.run import Opts, StageRun, parse_shard
     from llmtool.io.tables import expand_inputs
 
     set_logging("dedup", quiet, verbose)
@@ -155,14 +154,18 @@ def run(
     if _up_to_date(run, outputs, clusters):
         return
 
-    workdir = tempfile.mkdtemp(prefix="llmtool-dedup-", dir=tmp_dir)
+    from llmtool.io.atomic import scratch_dir
+
+    workdir = str(scratch_dir("dedup", tmp_dir))  # named for its pid: a SIGKILLed run's is removed later
     try:
         paths, names = _prepare_inputs(files, workdir, single_output=len(outputs) == 1)
         plan = Plan(inputs=paths, settings=settings, keep=keep, lines=lines, unit=line_unit,
                     min_length=min_length, verify=verify_jaccard, workers=n_workers, names=names)
         keys = [rec.get("key") if f != "-" else None for f, rec in zip(files, run.provenance["inputs"], strict=False)]
         if signatures is not None:
-            os.makedirs(signatures, exist_ok=True)
+            from llmtool.io.run import ensure_folder
+
+            ensure_folder(signatures, "--signatures")
         import time
 
         from llmtool.io.console import Progress
@@ -199,7 +202,9 @@ def _outputs(files: list[str], out_dir: str | None) -> list[str] | None:
 
     if out_dir is None:
         return None
-    os.makedirs(out_dir, exist_ok=True)
+    from llmtool.io.run import ensure_folder
+
+    ensure_folder(out_dir, "--out-dir")  # a file there, or no write access: one line, exit 2
     outs, seen = [], {}
     for f in files:
         base = "stdin" if f == "-" else strip_suffix(Path(f).name)
@@ -286,7 +291,6 @@ def _is_parquet(path: str) -> bool:
 def _signature_shard(files, settings, params, signatures, shard_i, shard_n, lines, output, out_dir,
                      clusters, n_workers, opts) -> None:
     """--shard I/N: compute the signatures of inputs I, I+N, I+2N, ... into --signatures DIR."""
-    import os
     import time
 
     from llmtool.data.dedup.pipeline import Dedup, Plan
@@ -304,9 +308,12 @@ def _signature_shard(files, settings, params, signatures, shard_i, shard_n, line
     if "-" in files:
         raise UsageError("--shard needs named input files (stdin cannot be split across jobs)")
     t0 = time.perf_counter()
-    os.makedirs(signatures, exist_ok=True)
+    from llmtool.io.run import ensure_folder
+
+    ensure_folder(signatures, "--signatures")
     mine = [k for k in range(len(files)) if k % shard_n == shard_i]
-    keys = [prov.input_record(f)["key"] for f in files]
+    # an input's key hashes its content: compute only this shard's
+    keys = [prov.input_record(f)["key"] if k in mine else None for k, f in enumerate(files)]
     plan = Plan(inputs=files, settings=settings, workers=n_workers)
     with Progress(f"signatures {shard_i}/{shard_n}") as bar:
         docs = [0]

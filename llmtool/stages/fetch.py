@@ -58,9 +58,40 @@ def run(
 
       llmtool fetch warc.paths.gz --shard 0/64 --workers 8 -o part0.parquet
     """
-    from llmtool.data.fetch_run import fetch
+    import contextlib
+    from collections import Counter
 
-    fetch(sources, output, limit=limit, base_url=base_url, sha256=sha256, cache_dir=cache_dir,
-          retries=retries, timeout=timeout, workers=workers, shard=shard,
-          opts=Opts(force=force, json=json_summary, quiet=quiet, verbose=verbose),
-          stage_version=STAGE_VERSION)
+    from llmtool.data.fetch import SCHEMA
+    from llmtool.data.fetch_many import read_sources
+    from llmtool.data.http import default_cache_dir
+    from llmtool.data.sources import expand_sources
+    from llmtool.errors import BadInputError, UsageError
+    from llmtool.io.console import Progress
+    from llmtool.io.pool import default_workers
+    from llmtool.io.run import StageRun, parse_shard
+    from llmtool.io.tables import TableWriter
+
+    shard_i, shard_n = parse_shard(shard)
+    resolved = expand_sources(sources, base_url)[shard_i::shard_n]
+    if sha256 and len(resolved) != 1:
+        raise UsageError("--sha256 checks a single source; pass one URL")
+    params = {"limit": limit, "shard": f"{shard_i}/{shard_n}", "base_url": base_url}
+    run_ = StageRun("fetch", STAGE_VERSION, params, resolved, output,
+                    Opts(force=force, json=json_summary, quiet=quiet, verbose=verbose))
+    if run_.up_to_date():
+        return
+    cfg = {"cache_dir": str(cache_dir or default_cache_dir()), "sha256": sha256, "retries": retries,
+           "timeout": timeout}
+    stats: Counter = Counter()
+    failed: list[str] = []
+    with TableWriter(run_.output, run_.provenance, schema=SCHEMA) as writer, \
+            Progress("fetch", total=limit, unit="docs") as progress, \
+            contextlib.closing(read_sources(resolved, cfg, default_workers(workers), stats, failed,
+                                            limit)) as batches:
+        writer.on_write = progress.advance
+        for batch in batches:
+            writer.write(batch)
+    if failed and len(failed) == len(resolved):
+        raise BadInputError(f"all {len(failed)} sources failed (first: {failed[0]})")
+    skipped = {k: v for k, v in sorted(stats.items()) if not k.startswith("files:")}
+    run_.summary(documents=writer.rows, sources=len(resolved), failed_sources=len(failed), skipped=skipped)

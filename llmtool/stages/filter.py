@@ -5,7 +5,7 @@
     llmtool filter docs.jsonl.gz --skip url,lid --set gopher_quality.min_doc_words=30
     llmtool filter pages.parquet --extractor resiliparse --workers 8 --shard 0/4
 
-Order (DESIGN §4): url -> extract -> lid -> gopher_rep -> gopher_quality -> c4 -> fineweb -> pii.
+Order (docs/design.md §4): url -> extract -> lid -> gopher_rep -> gopher_quality -> c4 -> fineweb -> pii.
 The work lives in llmtool.data.extract and llmtool.data.filters.
 """
 
@@ -107,7 +107,8 @@ def run(
     from llmtool.data.filters.pipeline import Pipeline
     from llmtool.errors import UsageError
     from llmtool.io.console import Progress, log
-    from llmtool.io.run import StageRun, default_workers, parse_shard
+    from llmtool.io.pool import default_workers
+    from llmtool.io.run import StageRun, parse_shard
     from llmtool.io.tables import TableWriter, expand_inputs, open_table
 
     # plan: every usage error before any work
@@ -186,6 +187,15 @@ def _plan(skip, only, extractor, extract_timeout, url_blocklist, lang, lang_thre
         [x.strip() for x in lang.split(",") if x.strip()]
     if languages is not None and not languages:
         raise UsageError("--lang: give at least one language code, or 'all'")
+    if languages is not None and "lid" not in skipped:
+        from llmtool.data.filters.lid import LanguageId
+
+        # The model's own labels (threshold -1 lists all 176): `--lang english` would keep nothing.
+        labels, _ = LanguageId().model.predict("", k=-1, threshold=-1.0)
+        unknown = [x for x in languages if f"__label__{x}" not in labels]
+        if unknown:
+            raise UsageError(f"--lang: not a lid.176 language code: {', '.join(map(repr, unknown))} "
+                             "(use codes such as en, de, fr, zh, or 'all')")
     settings = Settings(skip=skipped, extractor=extractor, extract_cpu_budget=extract_timeout,
                         languages=languages, lang_threshold=lang_threshold)
     try:

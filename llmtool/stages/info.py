@@ -19,7 +19,7 @@ NO_ARGS_HELP = True
 
 
 def run(
-    path: Annotated[str, typer.Argument(help="A table, token file, tokenizer, checkpoint folder, or - for stdin.")],
+    path: Annotated[str, typer.Argument(help="A table, token file, tokenizer, checkpoint folder, web archive, or - for stdin.")],
     decode: Annotated[Optional[int], typer.Option("--decode", help="Token files: print the first N tokens as text.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -30,9 +30,14 @@ def run(
       llmtool info pages.parquet
 
       llmtool fetch crawl.warc.gz | llmtool info -
-    """
-    from llmtool.io.describe import describe, render
 
+      llmtool info data.bin --decode 50 --json
+    """
+    from llmtool.errors import UsageError
+    from llmtool.stages.info_describe import describe, render
+
+    if decode is not None and decode < 0:  # a negative N would slice from the end: everything but N
+        raise UsageError(f"--decode {decode}: give a number of tokens, 0 or more")
     info = describe(path, decode=decode)
     if json_out:
         import json

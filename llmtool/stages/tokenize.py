@@ -13,11 +13,18 @@ from typing import Annotated, Optional
 import typer
 
 from llmtool.io.console import Progress
-from llmtool.io.run import Opts, StageRun, default_workers
-from llmtool.stages.common import ForceOpt, JsonOpt, OutputOpt, QuietOpt, VerboseOpt, WorkersOpt
+from llmtool.io.pool import default_workers
+from llmtool.io.run import Opts, StageRun
+from llmtool.stages.common import ForceOpt, JsonOpt, QuietOpt, VerboseOpt, WorkersOpt
 
 NO_ARGS_HELP = True
-VERSION = 1
+VERSION = 2  # 2: a --val-fraction that picks no document holds out the last one
+
+# Not the shared OutputOpt: a token file is never Parquet and never goes to stdout.
+OutputOpt = Annotated[Optional[str], typer.Option(
+    "--output", "-o", help="Output token file. Default: INPUT.tokenize.bin beside the input "
+    "(INPUT.tokenize.FORMAT.bin when converting a token file); required when reading stdin "
+    "or when stdout is a pipe.")]
 
 
 def _is_tokfile(path: str) -> bool:
@@ -57,7 +64,6 @@ def run(
       llmtool tokenize data.bin --format nanogpt -o train.bin
     """
     import os
-    import tempfile
 
     from llmtool.errors import UsageError
     from llmtool.tokenizer.export import FORMATS, export_tokens
@@ -110,7 +116,9 @@ def run(
     dest, val_dest = run_.output, (val_path_for(run_.output) if held else None)
     tmpdir = None
     if fmt != "llmtool":  # tokenize into our layout next to the output, then convert
-        tmpdir = tempfile.mkdtemp(prefix=".tokenize.", dir=os.path.dirname(os.path.abspath(dest)))
+        from llmtool.io.atomic import scratch_dir
+
+        tmpdir = str(scratch_dir("tokenize", os.path.dirname(os.path.abspath(dest)), hidden=True))
         dest = os.path.join(tmpdir, "data.bin")
         val_dest = os.path.join(tmpdir, "data.val.bin") if held else None
     try:
@@ -127,10 +135,17 @@ def run(
             import shutil
 
             shutil.rmtree(tmpdir, ignore_errors=True)
-    if stats["docs"] + stats["val_docs"] == 0:
-        from llmtool.io.console import warn
+    from llmtool.io.console import warn
 
+    if stats["docs"] + stats["val_docs"] == 0:
         warn("no non-empty documents in the input: the token file is empty")
+    elif held and stats["val_fallback"]:
+        warn(f"--val-fraction {val_fraction} picked none of the {stats['docs'] + stats['val_docs']} documents: "
+             f"the last document was held out instead (--val-docs N chooses a number)")
+    elif held and stats["val_docs"] == 0:
+        warn(f"no document was held out: the validation file {val_path_for(run_.output)} is empty")
+    elif held and stats["docs"] == 0:
+        warn(f"every document went to the validation file: {run_.output} is empty (use a smaller --val-docs)")
     fields = {"docs": stats["docs"], "tokens": stats["tokens"], "empty_docs_skipped": stats["empty"],
               "chars_per_token": round(_bpt(stats), 3)}
     if held:

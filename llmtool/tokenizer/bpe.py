@@ -88,15 +88,10 @@ _worker_re = None
 
 
 def _init_worker(pat: str) -> None:
+    # runs in each worker, or in this process with one worker: it must not touch signal
+    # handling (llmtool.io.pool sets up the workers' own)
     global _worker_re
-    import signal
-
     import regex
-
-    # The parent owns Ctrl-C and SIGTERM (the CLI turns SIGTERM into KeyboardInterrupt, and a
-    # forked worker would inherit that handler and die inside a queue lock): workers just stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     _worker_re = regex.compile(pat)
 
@@ -131,26 +126,13 @@ def count_chunks(texts: Iterable[str], pattern: str, workers: int = 1) -> tuple[
     stats = {"docs": 0, "chars": 0}
     total: collections.Counter = collections.Counter()
     tasks = _tasks(texts, cut_re, stats)
-    if workers <= 1:
-        _init_worker(pattern)
-        for task in tasks:
-            total.update(_count_task(task))
-        return total, stats
-    import multiprocessing as mp
+    from llmtool.io.pool import WorkerPool
 
-    # fork: workers start in milliseconds and need nothing from the parent but the regex.
-    ctx = mp.get_context("fork")
-    pool = ctx.Pool(workers, initializer=_init_worker, initargs=(pattern,))
-    try:
-        # imap pulls tasks lazily from the reader; results are summed as they come
-        for c in pool.imap_unordered(_count_task, tasks, chunksize=1):
+    # fork: workers start in milliseconds and need nothing from the parent but the regex;
+    # the pool pulls tasks lazily from the reader (a bounded number in flight)
+    with WorkerPool(_count_task, workers, init=_init_worker, initargs=(pattern,)) as pool:
+        for c in pool.map(tasks):
             total.update(c)
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
     return total, stats
 
 

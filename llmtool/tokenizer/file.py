@@ -38,6 +38,87 @@ from llmtool.errors import BadInputError
 FORMAT = "llmtool-tokenizer"
 FORMAT_VERSION = 1
 ENDOFTEXT = "<|endoftext|>"
+MAX_ID = 2**32 - 1  # token files and the fingerprint store ids as uint32
+
+# Text that a split pattern must cut into non-empty pieces: tiktoken's Rust core panics
+# (an uncatchable-looking crash with a Rust backtrace) on a zero-width match.
+_PATTERN_PROBE = ("Hello, world! It's 2024: x=3.14 ... \t\n\n  naïve Ünïcödé ÆØÅ "
+                  "日本語のテキスト Привет мир 🙂👍 <|endoftext|> \r\n end  ")
+
+
+def pattern_problem(pattern) -> str | None:
+    """Why `pattern` cannot be a split pattern (None when it can)."""
+    if not isinstance(pattern, str) or not pattern:
+        return f"the split pattern must be a non-empty string, not {pattern!r}"
+    import regex
+
+    try:
+        compiled = regex.compile(pattern)
+    except regex.error as e:
+        return f"the split pattern is not a valid regex ({e})"
+    if any(m.start() == m.end() for m in compiled.finditer(_PATTERN_PROBE)):
+        return f"the split pattern {pattern[:60]!r} can match empty text (tiktoken cannot use it)"
+    return None
+
+
+def _is_id(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_ID
+
+
+def _check_fields(d: dict) -> None:
+    """Raise ValueError naming the first field of a tokenizer file with a wrong type or value.
+
+    JSON edited by hand or by another tool reaches tiktoken and struct only after this, so a
+    bad file is one error line, never a TypeError, a struct.error or a Rust panic.
+    """
+    version = d.get("version", FORMAT_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"\"version\" must be an integer, not {version!r}")
+    for key in ("name", "bos_token"):
+        if d.get(key) is not None and not isinstance(d[key], str):
+            raise ValueError(f"\"{key}\" must be a string, not {d[key]!r}")
+    for key in ("training", "provenance"):
+        if d.get(key) is not None and not isinstance(d[key], dict):
+            raise ValueError(f"\"{key}\" must be an object, not {type(d[key]).__name__}")
+    if "pattern" not in d:
+        raise ValueError("no \"pattern\"")
+    if why := pattern_problem(d["pattern"]):
+        raise ValueError(why)
+    ranks = d.get("ranks")
+    if not isinstance(ranks, list) or not all(isinstance(t, str) for t in ranks):
+        raise ValueError("\"ranks\" must be a list of base64 strings")
+    rank_ids = d.get("rank_ids")
+    if rank_ids is not None and (not isinstance(rank_ids, list) or not all(map(_is_id, rank_ids))):
+        raise ValueError(f"\"rank_ids\" must be a list of integers from 0 to {MAX_ID}")
+    specials = d.get("special_tokens", {})
+    if not isinstance(specials, dict):
+        raise ValueError(f"\"special_tokens\" must be an object {{token: id}}, not {type(specials).__name__}")
+    for name, i in specials.items():
+        if not name:
+            raise ValueError("a special token has an empty name")
+        if not _is_id(i):
+            raise ValueError(f"special token {name!r} has id {i!r}: ids are integers from 0 to {MAX_ID}")
+    n_vocab = d.get("explicit_n_vocab")
+    if n_vocab is not None and not (_is_id(n_vocab) and n_vocab > 0):
+        raise ValueError(f"\"explicit_n_vocab\" must be a positive integer, not {n_vocab!r}")
+
+
+def _check_ids(ranks: dict[bytes, int], specials: dict[str, int]) -> None:
+    """Ids fit uint32, every byte has a rank and no two tokens share an id (tiktoken would
+    panic or decode wrong)."""
+    bad = next((i for i in ranks.values() if not 0 <= i <= MAX_ID), None)
+    if bad is not None:
+        raise ValueError(f"rank {bad} is out of range (ids are integers from 0 to {MAX_ID})")
+    missing = [b for b in range(256) if bytes([b]) not in ranks]
+    if missing:
+        raise ValueError(f"{len(missing)} of the 256 single bytes have no rank (first: {missing[0]})")
+    if len(set(ranks.values())) != len(ranks):
+        raise ValueError("two ranks share an id")
+    taken = set(ranks.values())
+    for name, i in specials.items():
+        if i in taken:
+            raise ValueError(f"special token {name!r} has id {i}, which is already taken")
+        taken.add(i)
 
 
 def fingerprint_of(pattern: str, mergeable_ranks: dict[bytes, int], special_tokens: dict[str, int]) -> str:
@@ -99,17 +180,8 @@ class Tokenizer:
             raise BadInputError(f"tokenizer {self.name} has no special token {token!r} (it has: {have})")
 
     def with_special_tokens(self, names: list[str]) -> Tokenizer:
-        """A copy with the missing special tokens appended after the current largest id."""
-        specials = dict(self.special_tokens)
-        nxt = self.vocab_size
-        for n in names:
-            if n not in specials:
-                specials[n] = nxt
-                nxt += 1
-        if specials == self.special_tokens:
-            return self
-        return Tokenizer(self.name, self.pattern, self.mergeable_ranks, specials, self.bos_token,
-                         None, self.provenance, self.extra)
+        """A copy with the missing special tokens appended (see `add_special_tokens`)."""
+        return add_special_tokens(self, names)
 
     # ------------------------------------------------------------ encode / decode
 
@@ -183,6 +255,10 @@ class Tokenizer:
     def from_dict(cls, d: dict, where: str = "tokenizer") -> Tokenizer:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise BadInputError(f"{where}: not an llmtool tokenizer file (no \"format\": \"{FORMAT}\")")
+        try:
+            _check_fields(d)
+        except ValueError as e:
+            raise BadInputError(f"{where}: corrupt tokenizer file ({e})")
         if d.get("version", 0) > FORMAT_VERSION:
             raise BadInputError(f"{where}: tokenizer format version {d['version']} is newer than this llmtool")
         try:
@@ -194,6 +270,7 @@ class Tokenizer:
             if len(ranks) != len(toks):
                 raise ValueError("a token appears twice in ranks")
             specials = {str(k): int(v) for k, v in d.get("special_tokens", {}).items()}
+            _check_ids(ranks, specials)
             tok = cls(d.get("name") or Path(where).stem, d["pattern"], ranks, specials, d.get("bos_token"),
                       d.get("explicit_n_vocab"), d.get("provenance"), d.get("training"))
         except (KeyError, ValueError, TypeError) as e:
@@ -221,6 +298,37 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"Tokenizer({self.name!r}, vocab_size={self.vocab_size}, fingerprint={self.fingerprint[:12]}…)"
+
+
+def add_special_tokens(tok: Tokenizer, names: list[str]) -> Tokenizer:
+    """`tok` with the special tokens `names` appended at the next free ids (from vocab_size on).
+
+    Names it already has keep their ids; when all are present, `tok` itself comes back.
+    The ranks and pattern are unchanged, so every ordinary text encodes as before; the
+    fingerprint changes (it covers the special tokens), and the saved file still loads
+    into plain tiktoken. Used to add chat tokens (<|im_start|>, <|im_end|>) to a
+    pretrained model's tokenizer before growing its embedding to the new vocab_size.
+
+        >>> chat = add_special_tokens(load_tokenizer("gpt2"), ["<|im_start|>", "<|im_end|>"])  # doctest: +SKIP
+        >>> chat.special_tokens["<|im_start|>"]                                              # doctest: +SKIP
+        50257
+    """
+    specials = dict(tok.special_tokens)
+    nxt = tok.vocab_size
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise BadInputError(f"a special token must be a non-empty string, not {name!r}")
+        if name not in specials:
+            if nxt > MAX_ID:
+                raise BadInputError(f"tokenizer {tok.name}: no free id left for special token {name!r}")
+            specials[name] = nxt
+            nxt += 1
+    if specials == tok.special_tokens:
+        return tok
+    new = Tokenizer(tok.name, tok.pattern, tok.mergeable_ranks, specials, tok.bos_token,
+                    None, tok.provenance, tok.extra)
+    new.source = tok.source
+    return new
 
 
 _named_cache: dict[str, Tokenizer] = {}

@@ -127,6 +127,12 @@ def load_named(name: str) -> tuple[dict[bytes, int], dict]:
                 ranks = read_encoder_json(p) if fname.endswith(".json") else read_tiktoken_file(p)
                 if len(ranks) < 256:
                     raise BadInputError(f"{p}: only {len(ranks)} ranks, not a byte-level BPE rank file")
+                from llmtool.tokenizer.file import _check_ids
+
+                try:  # a damaged local copy must not reach tiktoken (Rust panics) or struct
+                    _check_ids(ranks, spec["special_tokens"])
+                except ValueError as e:
+                    raise BadInputError(f"{p}: not a usable rank file ({e})")
                 spec["source"] = str(p)
                 return ranks, spec
     import tiktoken

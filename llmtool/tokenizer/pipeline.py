@@ -60,7 +60,29 @@ def is_val(text: str, fraction: float) -> bool:
 
 
 def _batches(sources: list[str], stats: dict, val_docs: int, val_fraction: float) -> Iterator[tuple[list, list]]:
-    """(train_texts, val_texts) batches, in input order."""
+    """(train_texts, val_texts) batches, in input order.
+
+    With a fraction too small for the corpus (0.01 of 73 documents) the hash may pick no
+    document at all, and an empty validation file only fails later in pretrain. So the
+    last batch is held back until the input ends: if nothing was picked, its last document
+    moves to the validation side (`stats["val_fallback"]`), as long as one stays for training.
+    """
+    held = None
+    for pair in _raw_batches(sources, stats, val_docs, val_fraction):
+        if held is not None:
+            yield held
+        held = pair
+    if held is None:
+        return
+    train, val = held
+    if val_fraction and stats["val_seen"] == 0 and stats["rows"] - stats["empty"] >= 2:
+        val.append(train.pop())
+        stats["val_seen"] += 1
+        stats["val_fallback"] = 1
+    yield train, val
+
+
+def _raw_batches(sources: list[str], stats: dict, val_docs: int, val_fraction: float) -> Iterator[tuple[list, list]]:
     from llmtool.io.tables import expand_inputs, open_table
     from llmtool.tokenizer.corpus import INPUT_PATTERNS
 
@@ -103,7 +125,7 @@ def tokenize_to_file(sources: list[str], tok, path: str, sep: int | None, meta: 
 
     enc = tok.encoding
     stats = {"rows": 0, "empty": 0, "chars": 0, "val_seen": 0, "docs": 0, "tokens": 0, "val_docs": 0,
-             "val_tokens": 0}
+             "val_tokens": 0, "val_fallback": 0}
     common = dict(vocab_size=tok.vocab_size, bos_id=-1 if sep is None else sep,
                   eot_id=-1 if tok.eot_id is None else tok.eot_id, fingerprint=tok.fingerprint)
     with ExitStack() as stack:

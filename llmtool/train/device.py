@@ -1,6 +1,6 @@
 """Where training runs: device choice, precision, the DDP process group, peak FLOPs.
 
-    >>> env = setup("cpu")            # doctest: +SKIP
+    >>> env = setup("cpu")
     >>> env.device, env.rank, env.world
     (device(type='cpu'), 0, 1)
 
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from llmtool.errors import EnvironmentProblem, UsageError
+from llmtool.train.errors import about
 
 # Dense bf16 peak FLOP/s of common accelerators, for MFU (substring of the device name).
 PEAK_FLOPS = [
@@ -93,26 +94,27 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             build = "a CPU-only build of PyTorch" if torch.version.cuda is None else "no visible GPU"
-            raise EnvironmentProblem(f"--device {name}: CUDA is not available ({build}); "
-                                     "use --device cpu, or install a CUDA build of torch on a GPU machine")
+            raise about(EnvironmentProblem(f"device {name!r}: CUDA is not available ({build}); train on the "
+                                           "CPU, or install a CUDA build of torch on a GPU machine"), "device")
         return torch.device(name)
     if name == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise EnvironmentProblem("--device mps: Apple's Metal backend is not available here; use --device cpu")
+            raise about(EnvironmentProblem("device 'mps': Apple's Metal backend is not available here; "
+                                           "train on the CPU"), "device")
         return torch.device("mps")
     if name == "cpu":
         return torch.device("cpu")
-    raise UsageError(f"--device {name!r}: expected auto, cpu, cuda, cuda:N or mps")
+    raise about(UsageError(f"device {name!r}: expected auto, cpu, cuda, cuda:N or mps"), "device")
 
 
 def pick_dtype(device: torch.device, requested: str = "auto") -> str:
     requested = (requested or "auto").lower()
     # fp16 would need loss scaling (GradScaler) to train safely; bf16 has fp32's range and does not
     if requested not in ("auto", "fp32", "bf16"):
-        raise UsageError(f"--dtype {requested!r}: expected auto, fp32 or bf16")
+        raise about(UsageError(f"dtype {requested!r}: expected auto, fp32 or bf16"), "dtype")
     if requested != "auto":
         if requested == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise EnvironmentProblem("--dtype bf16: this GPU does not support bfloat16; use --dtype fp32")
+            raise about(EnvironmentProblem("bf16: this GPU does not support bfloat16; use fp32"), "dtype")
         return requested
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return "bf16"
@@ -157,3 +159,40 @@ def memory_available(device: torch.device) -> int | None:
     except (OSError, RuntimeError, ValueError):
         return None
     return None
+
+
+# Share of the measured (CPU) or peak (GPU) matmul FLOP/s that a training step reaches.
+# CPU: a depth-4 model at context 256 (4096 tokens/step, 1 thread) was estimated at 1.2k
+# tokens/s and trained at 1.1-1.3k; on a machine busy with other jobs the estimate is noisy
+# (2-3x low with 2 threads at load 6), which is fine for what it decides: hours or minutes.
+# GPU: nanochat-style runs reach 35-50 % MFU in bf16 (not measured here).
+CPU_TRAIN_EFFICIENCY = 0.4
+GPU_TRAIN_EFFICIENCY = 0.35
+
+
+def training_flops(env: Env) -> float | None:
+    """Rough FLOP/s a training step reaches here, for time estimates (None when unknown)."""
+    if env.device.type == "cuda":
+        peak = env.peak_flops()
+        return peak * GPU_TRAIN_EFFICIENCY if peak else None
+    if env.device.type == "cpu":
+        return _cpu_matmul_flops() * CPU_TRAIN_EFFICIENCY
+    return None
+
+
+def _cpu_matmul_flops(trials: int = 3, seconds: float = 0.03) -> float:
+    """fp32 FLOP/s of a 512×512 matmul on this CPU with torch's threads: the best of a few short
+    trials (~0.1 s in all), as other jobs on the machine slow some of them down."""
+    import time
+
+    n = 512
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # first call: thread pool start-up
+    best = 0.0
+    for _ in range(trials):
+        k, t0 = 0, time.perf_counter()
+        while k < 2 or time.perf_counter() - t0 < seconds:
+            a @ b
+            k += 1
+        best = max(best, 2 * n ** 3 * k / (time.perf_counter() - t0))
+    return best

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from llmtool.errors import UsageError
+from llmtool.train.errors import about
 
 # nanochat's defaults: Adam for the embedding (0.2) and head (0.004), Muon 0.02 for matrices.
 EMBEDDING_LR = 0.2
@@ -98,7 +99,7 @@ def build_optimizers(model, kind: str = "muon", matrix_lr: float | None = None,
     Every param group records `initial_lr`, which the schedule multiplies.
     """
     if kind not in ("adamw", "muon"):
-        raise UsageError(f"--optimizer {kind!r}: expected adamw or muon")
+        raise about(UsageError(f"optimizer {kind!r}: expected adamw or muon"), "optimizer")
     width = model.config.n_embd
     scale = (width / 768) ** -0.5  # nanochat: Adam lrs were tuned at width 768
     matrices = [p for p in model.blocks.parameters() if p.requires_grad]

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -54,6 +55,16 @@ class Reporter:
             self._console.print(t)
         else:
             print(f"llmtool {self.stage}: {msg}", file=sys.stderr, flush=True)
+
+    def urgent(self, msg: str) -> None:
+        """A line written straight to the stderr descriptor: safe inside a signal handler, which
+        may interrupt a print() in progress (a second buffered write there would raise)."""
+        if not self.master or self.quiet:
+            return
+        try:
+            os.write(sys.stderr.fileno(), f"llmtool {self.stage}: {msg}\n".encode())
+        except (OSError, ValueError):
+            pass
 
     def text(self, msg: str) -> None:
         """Free text (samples): no markup interpretation."""

@@ -10,11 +10,11 @@ from tiktoken.load import load_tiktoken_bpe
 from llmtool.tokenizer.file import load_tokenizer
 
 
-def test_train_export_info_and_up_to_date(cli, data, tmp_path):
-    src = data / "text" / "tinyshakespeare.txt"
+def test_train_export_info_and_up_to_date(cli, books, tmp_path):
+    src = books / "moby_dick.txt"
     out = tmp_path / "tok.json"
     r = cli("bpe-train", src, "-V", 2048, "-o", out, "--export", "tiktoken", "--eval",
-            data / "text" / "pride_and_prejudice.txt", "--json")
+            books / "pride_and_prejudice.txt", "--json")
     assert r.rc == 0, r.err
     summary = json.loads(r.out)
     assert summary["vocab"] == 2048 and summary["merges"] == 2048 - 256 - 4
@@ -33,19 +33,19 @@ def test_train_export_info_and_up_to_date(cli, data, tmp_path):
         assert needle in info.text, needle
 
     again = cli("bpe-train", src, "-V", 2048, "-o", out, "--export", "tiktoken", "--eval",
-                data / "text" / "pride_and_prejudice.txt")
+                books / "pride_and_prejudice.txt")
     assert again.rc == 0 and "up to date" in again.err
 
 
-def test_workers_do_not_change_the_result(cli, data, tmp_path):
-    src = data / "text" / "pride_and_prejudice.txt"
+def test_workers_do_not_change_the_result(cli, books, tmp_path):
+    src = books / "pride_and_prejudice.txt"
     for w in (1, 2):
         assert cli("bpe-train", src, "-V", 1000, "-w", w, "-o", tmp_path / f"w{w}.json", "-q").rc == 0
     assert load_tokenizer(tmp_path / "w1.json").fingerprint == load_tokenizer(tmp_path / "w2.json").fingerprint
 
 
-def test_pipe_in_caps_and_specials(cli, data, tmp_path):
-    text = (data / "text" / "moby_dick.txt").read_bytes()
+def test_pipe_in_caps_and_specials(cli, books, tmp_path):
+    text = (books / "moby_dick.txt").read_bytes()
     r = cli("bpe-train", "-", "-V", 600, "--max-chars", 100_000, "--special", "<|bos|>", "--pattern", "gpt2",
             "-o", tmp_path / "t.json", "--json", input=text)
     assert r.rc == 0, r.err

@@ -1,5 +1,6 @@
-"""`llmtool dedup` end to end on real data: the cs336 fixtures, the near-duplicate corpus,
-pipes, many inputs, shards, and the error cases."""
+"""`llmtool dedup` end to end: a near-duplicate corpus with known answers (built from the bundled
+books, and the real one from the data folder), the cs336 fixtures (real tier), pipes, many
+inputs, shards, and the error cases."""
 
 from __future__ import annotations
 
@@ -81,14 +82,24 @@ def quality(rows, clusters):
     return good / max(1, len(removed)), {p: sum(v) / len(v) for p, v in found.items()}
 
 
+@pytest.fixture(scope="module", params=["books", pytest.param("real", marks=pytest.mark.real)])
+def corpus(request):
+    """(path, rows) of a near-duplicate corpus with known answers: built from the bundled books
+    (tests/bundled.py, 1,400 documents), or the real one in the data folder (5,503 web documents)."""
+    if request.param == "books":
+        return request.getfixturevalue("near_dups")
+    path = request.getfixturevalue("data") / "dedup" / "near_dup_corpus.part0.jsonl.gz"
+    with gzip.open(path, "rt") as fh:
+        return path, [json.loads(line) for line in fh]
+
+
 @pytest.fixture(scope="module")
-def corpus_rows(data):
-    with gzip.open(data / "dedup" / "near_dup_corpus.part0.jsonl.gz", "rt") as fh:
-        return [json.loads(line) for line in fh]
+def corpus_rows(corpus):
+    return corpus[1]
 
 
-def test_near_dup_corpus_quality_fineweb_settings(cli, data, tmp_path, corpus_rows):
-    src = data / "dedup" / "near_dup_corpus.part0.jsonl.gz"
+def test_near_dup_corpus_quality_fineweb_settings(cli, corpus, tmp_path, corpus_rows):
+    src = corpus[0]
     r = cli("dedup", src, "-o", tmp_path / "o.parquet", "--clusters", tmp_path / "c.parquet", "--json")
     assert r.rc == 0, r.err
     summary = json.loads(r.out)
@@ -103,8 +114,8 @@ def test_near_dup_corpus_quality_fineweb_settings(cli, data, tmp_path, corpus_ro
     assert out.num_rows == summary["docs_out"]
 
 
-def test_near_dup_corpus_quality_high_recall_settings(cli, data, tmp_path, corpus_rows):
-    src = data / "dedup" / "near_dup_corpus.part0.jsonl.gz"
+def test_near_dup_corpus_quality_high_recall_settings(cli, corpus, tmp_path, corpus_rows):
+    src = corpus[0]
     r = cli("dedup", src, "-o", tmp_path / "o.parquet", "--clusters", tmp_path / "c.parquet",
             "--preset", "recall", "--json")
     assert r.rc == 0, r.err
@@ -252,7 +263,8 @@ def test_bad_inputs(cli, tmp_path):
 
 
 def test_interrupt_cleans_up(tmp_path, corpus_rows):
-    src = write_parquet(tmp_path / "big.parquet", corpus_rows * 3)
+    # 15,000 documents or more: seconds of work to interrupt
+    src = write_parquet(tmp_path / "big.parquet", corpus_rows * max(3, 15_000 // len(corpus_rows)))
     spill = tmp_path / "spill"
     spill.mkdir()
     p = subprocess.Popen([sys.executable, "-m", "llmtool", "dedup", str(src), "-o", str(tmp_path / "o.parquet"),

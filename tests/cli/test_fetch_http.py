@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pyarrow.parquet as pq
 import pytest
 
-WARC = "web/warc/resiliparse_warcfile_CC-MAIN-2020-34.warc.gz"
+PAGES = 232  # in the demo crawl the server serves (the `sample_warc` fixture)
 
 
 class Server:
@@ -60,8 +60,8 @@ class Server:
 
 
 @pytest.fixture
-def server(data):
-    s = Server({"x.warc.gz": (data / WARC).read_bytes(),
+def server(sample_warc):
+    s = Server({"x.warc.gz": sample_warc.read_bytes(),
                 "train.parquet": _parquet_bytes()})
     yield s
     s.close()
@@ -85,7 +85,7 @@ def test_download_success_and_cache_reuse(cli, server, tmp_path):
     out = tmp_path / "o.parquet"
     r = cli("fetch", f"{server.url}/x.warc.gz", "-o", out, "--json", env=_env(tmp_path))
     assert r.rc == 0, r.err
-    assert json.loads(r.out)["documents"] == 16
+    assert json.loads(r.out)["documents"] == PAGES
     n = len(server.requests)
     r = cli("fetch", f"{server.url}/x.warc.gz", "-o", out, "--force", env=_env(tmp_path))
     assert r.rc == 0 and len(server.requests) == n  # served from the cache
@@ -97,12 +97,12 @@ def test_404_is_a_clear_error(cli, server, tmp_path):
     assert not (tmp_path / "o.parquet").exists()
 
 
-def test_dropped_connection_is_resumed_and_checksum_matches(cli, server, data, tmp_path):
-    digest = hashlib.sha256((data / WARC).read_bytes()).hexdigest()
+def test_dropped_connection_is_resumed_and_checksum_matches(cli, server, tmp_path):
+    digest = hashlib.sha256(server.files["x.warc.gz"]).hexdigest()
     r = cli("fetch", f"{server.url}/drop/x.warc.gz", "--sha256", digest, "-o", tmp_path / "o.parquet",
             "--json", env=_env(tmp_path))
     assert r.rc == 0, r.err
-    assert json.loads(r.out)["documents"] == 16
+    assert json.loads(r.out)["documents"] == PAGES
     ranges = [rng for path, rng in server.requests if path.startswith("/drop/")]
     assert ranges[0] is None and ranges[1] is not None and ranges[1].startswith("bytes=")
 
@@ -139,5 +139,5 @@ def test_common_crawl_paths_list_with_base_url(cli, server, tmp_path):
             env=_env(tmp_path))
     assert r.rc == 0, r.err
     summary = json.loads(r.out)
-    assert summary["documents"] == 16 and summary["failed_sources"] == 1
+    assert summary["documents"] == PAGES and summary["failed_sources"] == 1
     assert "HTTP 404" in r.err  # the failed source is reported, not lost silently

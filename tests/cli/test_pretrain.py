@@ -1,4 +1,4 @@
-"""`llmtool pretrain` end to end on real books: train, validate, up to date, resume, DDP, errors."""
+"""`llmtool pretrain` end to end on the bundled books: train, validate, up to date, resume, DDP, errors."""
 
 from __future__ import annotations
 
@@ -18,13 +18,12 @@ TINY = ["--depth", "1", "--width", "48", "--heads", "2", "--context", "32", "--m
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory, data):
-    """A 512-token BPE trained on tinyshakespeare; the book tokenized; Pride and Prejudice held out."""
+def corpus(tmp_path_factory, books):
+    """A 512-token BPE trained on Moby-Dick; the book tokenized; Pride and Prejudice held out."""
     d = tmp_path_factory.mktemp("corpus")
-    books = data / "text"
-    r = run_cli("bpe-train", books / "tinyshakespeare.txt", "-V", "512", "-o", d / "tok.json", "-q")
+    r = run_cli("bpe-train", books / "moby_dick.txt", "-V", "512", "-o", d / "tok.json", "-q")
     assert r.rc == 0, r.err
-    r = run_cli("tokenize", books / "tinyshakespeare.txt", "-t", d / "tok.json", "-o", d / "train.bin", "-q")
+    r = run_cli("tokenize", books / "moby_dick.txt", "-t", d / "tok.json", "-o", d / "train.bin", "-q")
     assert r.rc == 0, r.err
     r = run_cli("tokenize", books / "pride_and_prejudice.txt", "-t", d / "tok.json", "-o", d / "val.bin", "-q")
     assert r.rc == 0, r.err
@@ -82,12 +81,12 @@ def test_sigint_checkpoints_and_resume_continues_exactly(corpus, tmp_path):
             break
     err = p.stderr.read()
     assert p.wait(timeout=120) == 130, err
-    assert "continue with --resume" in err
+    assert "stopping after this step" in err and "continue with --resume" in err
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["complete"] is False and 3 <= prov["step"] < 10
     r = run_cli(*common, "-o", out)
     assert r.rc == 2 and "--resume" in r.err
-    r = run_cli(*common, "-o", out, "--resume")
+    r = run_cli("pretrain", out, "--resume")  # the settings come from the checkpoint, not the flags
     assert r.rc == 0, r.err
     assert _losses(out) == _losses(ref)  # the interrupted run ends exactly where the other did
 
@@ -114,10 +113,12 @@ def test_ddp_two_ranks_match_one_process(corpus, tmp_path):
         assert (a[k] - b[k]).abs().max() < 1e-4, k
 
 
-def test_bad_inputs_have_clear_errors(corpus, tmp_path, cli, data):
+def test_bad_inputs_have_clear_errors(corpus, tmp_path, cli, books):
     out = tmp_path / "o"
     # token file made with another tokenizer than the one asked for
-    r = cli("pretrain", corpus / "train.bin", "--tokenizer", "gpt2", "--max-steps", "1", *TINY, "-o", out)
+    other = tmp_path / "other.json"
+    assert cli("bpe-train", books / "pride_and_prejudice.txt", "-V", "300", "-o", other, "-q").rc == 0
+    r = cli("pretrain", corpus / "train.bin", "--tokenizer", other, "--max-steps", "1", *TINY, "-o", out)
     assert r.rc == 3 and "different tokenizer" in r.err and "Traceback" not in r.err
     # a context longer than the data
     small = tmp_path / "small.txt"

@@ -11,10 +11,10 @@ from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory, data):
-    """A tiny model trained for a few steps on tinyshakespeare with a 512-token BPE."""
+def base(tmp_path_factory, books):
+    """A tiny model trained for a few steps on Moby-Dick with a 512-token BPE."""
     d = tmp_path_factory.mktemp("sample")
-    book = data / "text" / "tinyshakespeare.txt"
+    book = books / "moby_dick.txt"
     assert run_cli("bpe-train", book, "-V", "512", "-o", d / "tok.json", "-q").rc == 0
     assert run_cli("tokenize", book, "-t", d / "tok.json", "-o", d / "train.bin", "-q").rc == 0
     r = run_cli("pretrain", d / "train.bin", "--depth", "1", "--width", "64", "--context", "64", "--micro-batch", "8",

@@ -14,12 +14,13 @@ from llmtool.io.tokfile import TokenFile
 
 @pytest.fixture
 def env(data):
+    """GPT-2's rank file comes from the real data folder (tests taking this are real-tier)."""
     return {"LLMTOOL_TIKTOKEN_DIR": str(data / "tiktoken")}
 
 
 @pytest.fixture
-def docs_parquet(data, tmp_path):
-    text = (data / "text" / "edgar_allen_poe_completed_works.txt").read_text(encoding="utf-8")
+def docs_parquet(books, tmp_path):
+    text = (books / "pride_and_prejudice.txt").read_text(encoding="utf-8")
     docs = [d for d in text.split("\n\n\n") if d.strip()]
     p = tmp_path / "docs.parquet"
     pq.write_table(pa.table({"text": docs, "id": list(range(len(docs)))}), p, row_group_size=50)
@@ -53,10 +54,10 @@ def test_tokenize_parquet_with_gpt2(cli, env, docs_parquet, tmp_path):
     assert again.rc == 0 and "up to date" in again.err
 
 
-def test_trained_tokenizer_pipe_and_exports(cli, data, tmp_path):
+def test_trained_tokenizer_pipe_and_exports(cli, books, tmp_path):
     tok = tmp_path / "tok.json"
-    assert cli("bpe-train", data / "text" / "tinyshakespeare.txt", "-V", 1024, "-o", tok, "-q").rc == 0
-    text = (data / "text" / "pride_and_prejudice.txt").read_bytes()
+    assert cli("bpe-train", books / "moby_dick.txt", "-V", 1024, "-o", tok, "-q").rc == 0
+    text = (books / "pride_and_prejudice.txt").read_bytes()
     out = tmp_path / "p.bin"
     r = cli("tokenize", "-", "-t", tok, "-o", out, "--bos", "<|im_start|>", input=text)
     assert r.rc == 0, r.err
@@ -69,13 +70,13 @@ def test_trained_tokenizer_pipe_and_exports(cli, data, tmp_path):
     assert cli("tokenize", out, "--format", "nanogpt", "-o", tmp_path / "n.bin").rc == 0
     assert np.array_equal(np.fromfile(tmp_path / "n.bin", dtype=np.uint16), tf.tokens)
     # straight from text to llm.c layout, with a held-out file in the same layout
-    r = cli("tokenize", data / "text" / "moby_dick.txt", data / "text" / "tinyshakespeare.txt", "-t", tok,
+    r = cli("tokenize", books / "moby_dick.txt", books / "pride_and_prejudice.txt", "-t", tok,
             "--format", "llmc", "--val-docs", 1, "-o", tmp_path / "m.bin")
     assert r.rc == 0, r.err
     assert np.fromfile(tmp_path / "m.val.bin", dtype=np.int32, count=1)[0] == 20240520
 
     # the tokenizer changes under the token file: decoding is refused
-    assert cli("bpe-train", data / "text" / "tinyshakespeare.txt", "-V", 900, "-o", tok, "-q").rc == 0
+    assert cli("bpe-train", books / "moby_dick.txt", "-V", 900, "-o", tok, "-q").rc == 0
     r = cli("info", out, "--decode", 10)
     assert r.rc == 3 and "different tokenizer" in r.err
 

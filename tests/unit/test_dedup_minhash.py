@@ -28,9 +28,12 @@ def jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a | b else 1.0
 
 
-@pytest.fixture(scope="module")
-def texts(data):
-    with gzip.open(data / "dedup" / "near_dup_corpus.part0.jsonl.gz", "rt") as fh:
+@pytest.fixture(scope="module", params=["books", pytest.param("real", marks=pytest.mark.real)])
+def texts(request):
+    """600 rows of a near-duplicate corpus: built from the bundled books, or the real one."""
+    if request.param == "books":
+        return request.getfixturevalue("near_dups")[1][:600]
+    with gzip.open(request.getfixturevalue("data") / "dedup" / "near_dup_corpus.part0.jsonl.gz", "rt") as fh:
         return [json.loads(line) for _, line in zip(range(600), fh, strict=False)]
 
 

@@ -13,11 +13,22 @@ from llmtool.data.dedup.pipeline import Dedup, Plan
 from llmtool.data.dedup.signatures import Settings
 
 
-@pytest.fixture(scope="module")
-def originals(data):
-    """A few long, unrelated real documents."""
+@pytest.fixture(scope="module", params=["books", pytest.param("real", marks=pytest.mark.real)])
+def originals(request):
+    """A few long, unrelated documents: runs of the bundled books' paragraphs, or real web text."""
+    if request.param == "books":
+        from tests.bundled import book_paragraphs
+
+        paras, out, pos = book_paragraphs(request.getfixturevalue("books")), [], 100
+        while len(out) < 4:
+            start = pos
+            while len(" ".join(paras[start:pos]).split()) < 600:
+                pos += 1
+            out.append("\n".join(paras[start:pos]))
+            pos += 300  # far apart: unrelated
+        return out
     out = []
-    with gzip.open(data / "dedup" / "near_dup_corpus.part0.jsonl.gz", "rt") as fh:
+    with gzip.open(request.getfixturevalue("data") / "dedup" / "near_dup_corpus.part0.jsonl.gz", "rt") as fh:
         seen = set()
         for line in fh:
             r = json.loads(line)
@@ -79,8 +90,8 @@ def test_keep_longest(tmp_path, originals):
     assert dec.keep.tolist() == [True, False, False, False]
 
 
-def test_worker_count_invariance(tmp_path, data):
-    src = str(data / "dedup" / "near_dup_corpus.part0.jsonl.gz")
+def test_worker_count_invariance(tmp_path, near_dups):
+    src = str(near_dups[0])
     plans = []
     for workers in (1, 2):
         plan = Plan(inputs=[src], settings=Settings("both"), workers=workers, batch_docs=97)

@@ -1,4 +1,7 @@
-"""The tokenizer file, named encodings offline, the token-file pipeline and the exports."""
+"""The tokenizer file, named encodings offline, the token-file pipeline and the exports.
+
+GPT-2's and GPT-4's rank files come from the real data folder (tests taking `tiktoken_files` are
+real-tier); the rest use a small BPE trained on the bundled books."""
 
 from __future__ import annotations
 
@@ -22,12 +25,24 @@ from llmtool.tokenizer.pipeline import encode_batch, tokenize_to_file
 
 
 @pytest.fixture(autouse=True)
-def _offline(data, monkeypatch):
-    monkeypatch.setenv("LLMTOOL_TIKTOKEN_DIR", str(data / "tiktoken"))
+def _fresh_cache(monkeypatch):
     monkeypatch.setattr(tfile, "_named_cache", {})
 
 
-def test_gpt2_ids_are_gpt2s():
+@pytest.fixture
+def tiktoken_files(data, monkeypatch):
+    """Named encodings (gpt2, cl100k_base) load offline from the real data's tiktoken/."""
+    monkeypatch.setenv("LLMTOOL_TIKTOKEN_DIR", str(data / "tiktoken"))
+
+
+@pytest.fixture(scope="module")
+def small(books):
+    """A 600-token BPE trained on Moby-Dick's first 100,000 characters."""
+    return bpe.train_tokenizer([(books / "moby_dick.txt").read_text(encoding="utf-8")[:100_000]], 600,
+                               workers=1, name="small")
+
+
+def test_gpt2_ids_are_gpt2s(tiktoken_files):
     tok = load_tokenizer("gpt2")
     assert tok.encode("Hello world") == [15496, 995]
     assert tok.vocab_size == 50257 and tok.eot_id == 50256 == tok.bos_id
@@ -35,7 +50,7 @@ def test_gpt2_ids_are_gpt2s():
     assert load_tokenizer("r50k_base").fingerprint == tok.fingerprint
 
 
-def test_cl100k_matches_tiktoken_on_books(data):
+def test_cl100k_matches_tiktoken_on_books(data, tiktoken_files):
     tok = load_tokenizer("cl100k_base")
     ranks = load_tiktoken_bpe(str(data / "tiktoken" / "cl100k_base.tiktoken"))
     ref = tiktoken.Encoding("ref", pat_str=tok.pattern, mergeable_ranks=ranks, special_tokens=tok.special_tokens)
@@ -59,7 +74,7 @@ def test_unknown_name_and_missing_file():
         load_tokenizer("nope/tok.json")
 
 
-def test_save_load_round_trip_and_corruption(tmp_path):
+def test_save_load_round_trip_and_corruption(tiktoken_files, tmp_path):
     tok = load_tokenizer("gpt2").with_special_tokens(["<|im_start|>", "<|endoftext|>"])
     assert tok.special_tokens == {"<|endoftext|>": 50256, "<|im_start|>": 50257} and tok.vocab_size == 50258
     p = tmp_path / "tok.json"
@@ -83,14 +98,14 @@ def test_save_load_round_trip_and_corruption(tmp_path):
         load_tokenizer(p)
 
 
-def test_special_id_missing_is_bad_input():
+def test_special_id_missing_is_bad_input(small):
     with pytest.raises(BadInputError, match="no special token"):
-        load_tokenizer("gpt2").special_id("<|im_end|>")
+        small.special_id("<|nope|>")
 
 
-def test_decode_of_unknown_id_is_bad_input():
+def test_decode_of_unknown_id_is_bad_input(small):
     with pytest.raises(BadInputError, match="not in tokenizer"):
-        load_tokenizer("gpt2").decode([60000])
+        small.decode([60000])
 
 
 def _table(tmp_path, texts, rows_per_group=3):
@@ -99,15 +114,15 @@ def _table(tmp_path, texts, rows_per_group=3):
     return str(p)
 
 
-def _docs(data):
-    text = (data / "text" / "pride_and_prejudice.txt").read_text(encoding="utf-8")
+def _docs(books):
+    text = (books / "pride_and_prejudice.txt").read_text(encoding="utf-8")
     docs = [d for d in text.split("\n\n") if d.strip()][:400]
     return docs + ["", "literal <|endoftext|> inside", None]
 
 
-def test_pipeline_output_is_identical_for_any_worker_count(data, tmp_path):
-    tok = load_tokenizer("gpt2")
-    src = _table(tmp_path, _docs(data), rows_per_group=7)
+def test_pipeline_output_is_identical_for_any_worker_count(books, small, tmp_path):
+    tok = small
+    src = _table(tmp_path, _docs(books), rows_per_group=7)
     outs = []
     for w in (1, 3):
         dest = tmp_path / f"w{w}.bin"
@@ -115,7 +130,7 @@ def test_pipeline_output_is_identical_for_any_worker_count(data, tmp_path):
         outs.append(dest.read_bytes())
     assert outs[0] == outs[1]
     tf = TokenFile(tmp_path / "w1.bin", verify=True)
-    docs = [d for d in _docs(data) if d]
+    docs = [d for d in _docs(books) if d]
     assert stats["docs"] == tf.header.n_docs == len(docs) and stats["empty"] == 2
     for i in (0, 17, len(docs) - 1):
         ids = tf.document(i)
@@ -125,9 +140,9 @@ def test_pipeline_output_is_identical_for_any_worker_count(data, tmp_path):
     assert tf.header.fingerprint == tok.fingerprint[:32]
 
 
-def test_pipeline_held_out_split(data, tmp_path):
-    tok = load_tokenizer("gpt2")
-    docs = [d for d in _docs(data) if d]
+def test_pipeline_held_out_split(books, small, tmp_path):
+    tok = small
+    docs = [d for d in _docs(books) if d]
     src = _table(tmp_path, docs)
     s = tokenize_to_file([src], tok, str(tmp_path / "a.bin"), tok.eot_id, {}, workers=2,
                          val_path=str(tmp_path / "a.val.bin"), val_fraction=0.1)
@@ -139,8 +154,8 @@ def test_pipeline_held_out_split(data, tmp_path):
     assert list(val.document(0)[1:]) == tok.encode(docs[0])
 
 
-def test_encode_batch_matches_encode_ordinary():
-    tok = load_tokenizer("gpt2")
+def test_encode_batch_matches_encode_ordinary(small):
+    tok = small
     texts = ["a <|endoftext|> b", "x" * 1000, "naïve \ud800 surrogate"]
     toks, starts = encode_batch(tok.encoding, texts, 7)
     assert list(starts) == [0, len(tok.encode(texts[0])) + 1, len(tok.encode(texts[0])) + len(tok.encode(texts[1])) + 2]
@@ -148,18 +163,18 @@ def test_encode_batch_matches_encode_ordinary():
     assert list(toks[starts[2] + 1:]) == tok.encoding.encode_ordinary(texts[2])
 
 
-def test_fingerprint_mismatch_is_refused(data, tmp_path):
-    gpt2 = load_tokenizer("gpt2")
+def test_fingerprint_mismatch_is_refused(small, tmp_path):
     src = _table(tmp_path, ["hello world"] * 4)
-    tokenize_to_file([src], gpt2, str(tmp_path / "d.bin"), gpt2.eot_id, {}, workers=1)
+    tokenize_to_file([src], small, str(tmp_path / "d.bin"), small.eot_id, {}, workers=1)
     tf = TokenFile(tmp_path / "d.bin")
-    tf.check_tokenizer(gpt2.fingerprint)
+    tf.check_tokenizer(small.fingerprint)
+    other = bpe.train_tokenizer(["hello world, hello there " * 40], 300, workers=1)
     with pytest.raises(BadInputError, match="different tokenizer"):
-        tf.check_tokenizer(load_tokenizer("cl100k_base").fingerprint)
+        tf.check_tokenizer(other.fingerprint)
 
 
-def test_exports(data, tmp_path):
-    tok = bpe.train_tokenizer([(data / "text" / "tinyshakespeare.txt").read_text()[:100_000]], 600, workers=1)
+def test_exports(small, tmp_path):
+    tok = small
     write_tiktoken(tok, tmp_path / "t.tiktoken")
     assert load_tiktoken_bpe(str(tmp_path / "t.tiktoken")) == tok.mergeable_ranks
     src = _table(tmp_path, ["to be or not to be", "that is the question"])
@@ -174,19 +189,19 @@ def test_exports(data, tmp_path):
     assert np.array_equal(np.memmap(tmp_path / "nano.bin", dtype=np.uint16, mode="r"), tf.tokens)
 
 
-def test_tokenizer_pickles_for_process_pools():
+def test_tokenizer_pickles_for_process_pools(small):
     import pickle
 
-    tok = load_tokenizer("gpt2")
+    tok = small
     tok.encode("warm")  # builds the tiktoken object, which must not be pickled
     back = pickle.loads(pickle.dumps(tok))
     assert back.encode("hello there") == tok.encode("hello there")
 
 
-def test_trained_tokenizer_info(data, tmp_path):
+def test_trained_tokenizer_info(books, tmp_path):
     from llmtool.tokenizer.info import describe_tokenizer
 
-    tok = bpe.train_tokenizer([(data / "text" / "tinyshakespeare.txt").read_text()], 1000, workers=1, name="s")
+    tok = bpe.train_tokenizer([(books / "moby_dick.txt").read_text(encoding="utf-8")], 1000, workers=1, name="s")
     tok.save(tmp_path / "s.json")
     info = describe_tokenizer(str(tmp_path / "s.json"))
     assert info["vocab_size"] == 1000 and info["merges"] == 1000 - 256 - 4
@@ -194,7 +209,7 @@ def test_trained_tokenizer_info(data, tmp_path):
     assert isinstance(Tokenizer.load(tmp_path / "s.json"), Tokenizer)
 
 
-def test_wide_vocab_exports(tmp_path):
+def test_wide_vocab_exports(tiktoken_files, tmp_path):
     tok = load_tokenizer("cl100k_base")
     src = _table(tmp_path, ["a wide vocabulary", "needs uint32 tokens"])
     tokenize_to_file([src], tok, str(tmp_path / "w.bin"), tok.eot_id, {}, workers=1)

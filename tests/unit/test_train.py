@@ -21,9 +21,9 @@ from llmtool.train.report import Reporter
 
 
 @pytest.fixture(scope="module")
-def bytes_bin(tmp_path_factory, data):
-    """tinyshakespeare as byte tokens (vocab 256), one document per paragraph."""
-    text = (data / "text" / "tinyshakespeare.txt").read_bytes()[:200_000]
+def bytes_bin(tmp_path_factory, books):
+    """Moby-Dick's first 200 KB as byte tokens (vocab 256), one document per paragraph."""
+    text = (books / "moby_dick.txt").read_bytes()[:200_000]
     path = tmp_path_factory.mktemp("tok") / "bytes.bin"
     with TokenFileWriter(path, vocab_size=256) as w:
         for para in text.split(b"\n\n"):

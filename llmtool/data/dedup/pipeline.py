@@ -23,9 +23,7 @@ so the survivors do not depend on the worker count, the batch size or the shardi
 from __future__ import annotations
 
 import contextlib
-import multiprocessing as mp
 import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +38,7 @@ from llmtool.data.dedup.signatures import (
     folder_name,
 )
 from llmtool.errors import BadInputError, UsageError
+from llmtool.io.pool import WorkerPool
 
 REASONS = ("", "exact", "near", "lines")  # reason codes 0..3 in Decision.reason
 
@@ -76,13 +75,7 @@ class Decision:
 _W: dict = {}
 
 
-def _init_worker(state: dict, child: bool = True) -> None:
-    if child:
-        import signal
-
-        # The parent handles Ctrl-C and terminates the pool; a worker just stops.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+def _init_worker(state: dict) -> None:
     _W.clear()
     _W.update(state)
 
@@ -108,25 +101,12 @@ def _sig_task(item: tuple[int, list]) -> tuple[int, dict]:
 
 
 def ordered_map(fn: Callable, items: Iterable, workers: int, state: dict) -> Iterator:
-    """fn over items in a pool of `workers` processes, results in input order.
-
-    At most 2 x workers items are in flight, so a large input never piles up in memory
-    (Pool.imap would read the whole input ahead). workers=1 runs in this process.
-    """
-    if workers <= 1:
-        _init_worker(state, child=False)
-        for it in items:
-            yield fn(it)
-        return
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(state,)) as pool:
-        pending: deque = deque()
-        for it in items:
-            pending.append(pool.apply_async(fn, (it,)))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+    """fn over items in `workers` forked processes (1: in this process), results in input
+    order, with a bounded number of items in flight, so a large input never piles up in
+    memory. The pool is shut down when the iteration ends, however it ends: use it as
+    `with contextlib.closing(ordered_map(...)) as results:`."""
+    with WorkerPool(fn, workers, init=_init_worker, initargs=(state,)) as pool:
+        yield from pool.map(items)
 
 
 # ---------------------------------------------------------------- reading inputs
@@ -193,8 +173,9 @@ class Dedup:
         state = {"unit": self.plan.unit}
         items = ((k, texts) for k, path in enumerate(self.plan.inputs)
                  for texts in text_batches(path, self.plan.batch_docs))
-        for keys in ordered_map(_lines_task, items, self.plan.workers, state):
-            counter.add_keys(keys)
+        with contextlib.closing(ordered_map(_lines_task, items, self.plan.workers, state)) as results:
+            for keys in results:
+                counter.add_keys(keys)
         self.dups = counter.duplicates()
 
     # ------------------------------------------------------------ pass 1: keys
@@ -238,13 +219,14 @@ class Dedup:
                 writer, alive, pos = None, [], pos + 1
 
         try:
-            for k, r in ordered_map(_sig_task, items, self.plan.workers, state):
-                finish_upto(k)
-                if writer is None:
-                    writer = SignatureWriter(self.folders[k], self.plan.settings)
-                writer.append(r)
-                alive.append(r["alive"])
-                self.progress(r["length"].size)
+            with contextlib.closing(ordered_map(_sig_task, items, self.plan.workers, state)) as results:
+                for k, r in results:
+                    finish_upto(k)
+                    if writer is None:
+                        writer = SignatureWriter(self.folders[k], self.plan.settings)
+                    writer.append(r)
+                    alive.append(r["alive"])
+                    self.progress(r["length"].size)
             finish_upto(None)
         except BaseException:
             if writer is not None:

@@ -1,20 +1,19 @@
 """Stream tables through the filter pipeline: shards, a process pool, in-order output.
 
-The unit of work is a chunk of rows; `Pool.imap` returns chunks in submission order, so
-the output is the same for any worker count. A row's shard is its position in the
-input (row i belongs to shard i mod N), which needs no row count up front and works on
-pipes.
+The unit of work is a chunk of rows; the worker pool (llmtool.io.pool) returns chunks in
+submission order, so the output is the same for any worker count. A row's shard is its
+position in the input (row i belongs to shard i mod N), which needs no row count up front
+and works on pipes.
 
     >>> # see llmtool.stages.filter for the command line
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
 from collections import Counter
 
 from llmtool.data.filters.pipeline import METRICS, Pipeline
+from llmtool.io.pool import WorkerPool
 
 CHUNK_ROWS = 32
 
@@ -24,14 +23,6 @@ _worker_pipeline: Pipeline | None = None
 def _init_worker(pipeline: Pipeline) -> None:
     global _worker_pipeline
     _worker_pipeline = pipeline
-    # The parent may have been interrupted; leave Ctrl-C handling to the parent, which
-    # terminates the pool. SIGTERM must kill a worker outright: the command's own handler,
-    # inherited through fork, would turn Pool.terminate() into a KeyboardInterrupt inside
-    # the pool's queue code, which could leave the parent waiting forever.
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _work(rows: list[tuple]) -> list[tuple]:
@@ -56,18 +47,13 @@ class Runner:
 
     def __enter__(self) -> Runner:
         warm(self.pipeline)
-        if self.workers > 1:
-            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-            self.pool = mp.get_context(method).Pool(self.workers, _init_worker, (self.pipeline,))
+        if self.workers > 1:  # fork: the workers share the loaded extractor and LID model
+            self.pool = WorkerPool(_work, self.workers, init=_init_worker, initargs=(self.pipeline,)).start()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.pool is not None:
-            if exc_type is None:
-                self.pool.close()
-            else:
-                self.pool.terminate()
-            self.pool.join()
+            self.pool.__exit__(exc_type, exc, tb)
 
     def run(self, rows: list[tuple]) -> list[tuple]:
         if self.pool is None or len(rows) <= 1:
@@ -76,7 +62,7 @@ class Runner:
         size = max(1, min(CHUNK_ROWS, -(-len(rows) // (self.workers * 4))))
         chunks = [rows[i:i + size] for i in range(0, len(rows), size)]
         out: list[tuple] = []
-        for part in self.pool.imap(_work, chunks):
+        for part in self.pool.map(chunks):
             out.extend(part)
         return out
 
@@ -215,10 +201,3 @@ def filter_batches(batches, input_schema, runner: Runner, writer, rejected_write
         if progress is not None:
             progress(batch.num_rows)
     return row, seen, kept, reasons
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
