@@ -58,9 +58,38 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+_URL_SAFE = "/%:@!$&'()*+,;=-._~?#[]"  # reserved and unreserved characters stay as they are
+
+
+def request_url(url: str) -> str:
+    """The URL as it goes on the wire: non-ASCII text percent-encoded (UTF-8) and the host in
+    IDNA, as browsers do; control characters are a bad URL, not a network failure.
+
+    >>> request_url("https://example.org/caf\u00e9 menu?q=\u00e9")
+    'https://example.org/caf%C3%A9%20menu?q=%C3%A9'
+    """
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        raise BadInputError(f"{url!r}: a URL cannot contain control characters")
+    if url.isascii() and " " not in url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    try:
+        host = (parts.hostname or "").encode("idna").decode("ascii")
+        port = parts.port
+    except (UnicodeError, ValueError):
+        raise BadInputError(f"{url!r}: the host name or port is not valid")
+    netloc = host + (f":{port}" if port else "")
+    if parts.username:
+        netloc = f"{urllib.parse.quote(parts.username)}:{urllib.parse.quote(parts.password or '')}@{netloc}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, urllib.parse.quote(parts.path, safe=_URL_SAFE),
+                                    urllib.parse.quote(parts.query, safe=_URL_SAFE),
+                                    urllib.parse.quote(parts.fragment, safe=_URL_SAFE)))
+
+
 def download(url: str, cache_dir: Path, sha256: str | None = None, retries: int = 5,
              timeout: float = 30.0, backoff: float = 1.0, log=lambda msg: None) -> Path:
     """Fetch `url` into the cache (resuming a partial file) and return the local path."""
+    url = request_url(url)
     cache_dir.mkdir(parents=True, exist_ok=True)
     final = cache_dir / cache_name(url)
     part = final.with_name(final.name + ".part")

@@ -26,6 +26,7 @@ import json
 import os
 import stat
 import sys
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -216,6 +217,15 @@ def open_table(source: str, columns: list[str] | None = None, require: tuple[str
     return table
 
 
+def text_column(batch):
+    """The text column as Python strings; a binary column is decoded as UTF-8."""
+    col = batch.column("text")
+    if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
+        return [None if v is None else v.decode("utf-8", errors="replace") for v in col.to_pylist()]
+    _check_text_type("table", col.type)
+    return col.to_pylist()
+
+
 def _check_text_type(name: str, t: pa.DataType) -> None:
     """Stages treat `text` as str (or bytes they decode); a number there would fail deep inside them."""
     if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
@@ -336,8 +346,8 @@ def _open_text_like(name: str, fh) -> Table:
     """JSONL (first byte `{`) or plain text (the whole input is one document)."""
     try:
         data = fh.read()
-    except (OSError, EOFError) as e:
-        raise BadInputError(f"{name}: truncated or corrupt gzip data ({e})")
+    except (OSError, EOFError, zlib.error) as e:  # gzip raises all three for damaged data
+        raise BadInputError(f"{name}: truncated or corrupt gzip data ({one_line(e)})")
     if b"\x00" in data[:4096]:
         raise BadInputError(f"{name}: binary data of unknown format (not Parquet, an Arrow stream, JSONL or text)")
     text = data.decode("utf-8", errors="replace")

@@ -220,12 +220,16 @@ def read_metrics(folder) -> list[dict]:
     if not path.exists():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    # A damaged line (bad JSON or UTF-8, absurd nesting, not an object) is skipped: metrics are a
+    # record of the run, and resume must not fail on a hand-edited or cut-off log line.
+    for line in path.read_bytes().splitlines():
         if line.strip():
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
+                row = json.loads(line)
+            except (ValueError, RecursionError):  # ValueError covers bad UTF-8 too
                 continue
+            if isinstance(row, dict):
+                out.append(row)
     return out
 
 

@@ -91,7 +91,8 @@ def run(
         writer.on_write = progress.advance
         for batch in batches:
             writer.write(batch)
-    if failed and len(failed) == len(resolved):
-        raise BadInputError(f"all {len(failed)} sources failed (first: {failed[0]})")
+        if failed and len(failed) == len(resolved):
+            # raised inside the writer, so an older output stays untouched (and a pipe gets no end marker)
+            raise BadInputError(f"all {len(failed)} sources failed (first: {failed[0]})")
     skipped = {k: v for k, v in sorted(stats.items()) if not k.startswith("files:")}
     run_.summary(documents=writer.rows, sources=len(resolved), failed_sources=len(failed), skipped=skipped)

@@ -352,9 +352,11 @@ def check_existing(out: str, resume: bool, force: bool) -> None:
     prov = {}
     if (p / "provenance.json").exists():
         try:
-            prov = json.loads((p / "provenance.json").read_text())
-        except json.JSONDecodeError:
+            prov = json.loads((p / "provenance.json").read_bytes())
+        except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
             prov = {}
+    if not isinstance(prov, dict):
+        prov = {}
     if prov.get("complete", True) is False:
         raise UsageError(f"{out} holds an unfinished run (step {prov.get('step', '?')}); continue it with "
                          "--resume, or start over with --force")

@@ -18,14 +18,14 @@ def iter_texts(sources: list[str], doc_cap: int | None = None, max_chars: int | 
     characters in all (cutting the last document). The first `sample_chars` characters
     are also appended to `sample` (to measure compression afterwards without a second pass).
     """
-    from llmtool.io.tables import expand_inputs, open_table
+    from llmtool.io.tables import expand_inputs, open_table, text_column
 
     seen = 0
     kept = 0
     for src in expand_inputs(sources, INPUT_PATTERNS):
         table = open_table(src, columns=["text"])
         for batch in table.batches():
-            for t in batch.column("text").to_pylist():
+            for t in text_column(batch):
                 if not t:
                     continue
                 if doc_cap is not None:

@@ -288,6 +288,8 @@ class Tokenizer:
             raise BadInputError(f"{p}: cannot read tokenizer ({e.strerror})")
         except (ValueError, UnicodeDecodeError) as e:
             raise BadInputError(f"{p}: not a tokenizer file (invalid JSON: {e})")
+        except RecursionError:  # json gives up near 1,000 levels with Python's own error
+            raise BadInputError(f"{p}: not a tokenizer file (JSON nested too deeply)")
         return cls.from_dict(d, str(p))
 
     def __getstate__(self):  # for process pools: rebuild the tiktoken object on the other side

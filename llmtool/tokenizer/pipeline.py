@@ -83,14 +83,14 @@ def _batches(sources: list[str], stats: dict, val_docs: int, val_fraction: float
 
 
 def _raw_batches(sources: list[str], stats: dict, val_docs: int, val_fraction: float) -> Iterator[tuple[list, list]]:
-    from llmtool.io.tables import expand_inputs, open_table
+    from llmtool.io.tables import expand_inputs, open_table, text_column
     from llmtool.tokenizer.corpus import INPUT_PATTERNS
 
     train, val, size = [], [], 0
     for src in expand_inputs(sources, INPUT_PATTERNS):
         table = open_table(src, columns=["text"])
         for batch in table.batches():
-            for t in batch.column("text").to_pylist():
+            for t in text_column(batch):
                 stats["rows"] += 1
                 if not t:
                     stats["empty"] += 1

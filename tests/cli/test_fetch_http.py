@@ -141,3 +141,15 @@ def test_common_crawl_paths_list_with_base_url(cli, server, tmp_path):
     summary = json.loads(r.out)
     assert summary["documents"] == PAGES and summary["failed_sources"] == 1
     assert "HTTP 404" in r.err  # the failed source is reported, not lost silently
+
+
+def test_all_sources_failing_leaves_the_older_output_untouched(cli, server, tmp_path):
+    # found by the fuzzer: fetch said "all sources failed" after replacing the existing output
+    out = tmp_path / "o.parquet"
+    assert cli("fetch", f"{server.url}/train.parquet", "-o", out, env=_env(tmp_path)).rc == 0
+    before = out.read_bytes()
+    r = cli("fetch", f"{server.url}/gone1.parquet", f"{server.url}/gone2.parquet", "-o", out,
+            env=_env(tmp_path))
+    assert r.rc == 3 and "Traceback" not in r.err, r.err
+    assert r.err.strip().splitlines()[-1].startswith("llmtool fetch: error: all 2 sources failed")
+    assert out.read_bytes() == before

@@ -14,6 +14,7 @@ from collections import Counter
 
 from llmtool.data.filters.pipeline import METRICS, Pipeline
 from llmtool.io.pool import WorkerPool
+from llmtool.io.tables import text_column
 
 CHUNK_ROWS = 32
 
@@ -121,20 +122,6 @@ def _assemble(batch, index: list[int], results: list[tuple], schema, explain: bo
             col = taken.column(name)
             columns[name] = col if col.type == f.type else col.cast(f.type)
     return pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema.remove_metadata())
-
-
-def text_column(batch):
-    """The text column as Python strings; a binary column is decoded as UTF-8."""
-    import pyarrow as pa
-
-    col = batch.column("text")
-    if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
-        return [None if v is None else v.decode("utf-8", errors="replace") for v in col.to_pylist()]
-    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-        from llmtool.errors import BadInputError
-
-        raise BadInputError(f"column 'text' has type {col.type}, expected strings")
-    return col.to_pylist()
 
 
 def _optional_column(batch, name: str) -> list:
