@@ -157,15 +157,7 @@ class StageRun:
             raise UsageError("--json prints the summary on stdout, so the data needs -o FILE")
         if binary_output and self.output == "-" and sys.stdout.isatty():
             raise UsageError("refusing to write binary data to a terminal: pipe it on or pass -o FILE")
-        old = None
-        if self.output != "-":
-            if not folder and os.path.isdir(self.output):
-                raise UsageError(f"{self.output} is a folder: name a file to write with -o")
-            check_writable(self.output)
-            if os.path.exists(self.output):
-                old = prov.read_provenance(self.output)
-                if not folder and not opts.force:
-                    self._refuse_foreign(old)
+        old = self.claim(self.output, folder=folder) if self.output != "-" else None
         self.inputs = inputs
         # the old output's input records lend their keys to inputs whose size and mtime still
         # match, so an up-to-date check does not rehash unchanged inputs
@@ -173,13 +165,25 @@ class StageRun:
         records = [prov.input_record(i, previous.get(i)) for i in inputs]
         self.provenance = prov.strip_nested(prov.make(stage, version, params, records))
 
-    def _refuse_foreign(self, old: dict | None) -> None:
-        maker = made_by(self.output, old)
-        if maker == self.stage:
-            return  # our own earlier output: replacing it (when parameters change) is the point
-        what = f"an output of llmtool {maker}" if maker else "not a file llmtool wrote"
-        raise UsageError(f"{self.output} exists and is {what}; refusing to replace it with the "
-                         f"{self.stage} output (pass --force to replace it, or choose another -o)")
+    def claim(self, path: str, flag: str = "-o", folder: bool = False) -> dict | None:
+        """Check an output path before any work (the main output, or an extra one such as
+        `--rejected` or `OUTPUT.val.bin`): writable, not a folder, and not a file this stage did
+        not write unless `--force`. Returns the provenance of what is there now, if any."""
+        from llmtool.io import provenance as prov
+
+        if not folder and os.path.isdir(path):
+            raise UsageError(f"{path} is a folder: name a file to write with {flag}")
+        check_writable(path)
+        if not os.path.exists(path):
+            return None
+        old = prov.read_provenance(path)
+        if not folder and not self.opts.force:
+            maker = made_by(path, old)
+            if maker != self.stage:  # our own earlier output: replacing it is the point
+                what = f"an output of llmtool {maker}" if maker else "not a file llmtool wrote"
+                raise UsageError(f"{path} exists and is {what}; refusing to replace it with the "
+                                 f"{self.stage} output (pass --force to replace it, or choose another {flag})")
+        return old
 
     @property
     def key(self) -> str | None:

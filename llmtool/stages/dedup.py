@@ -151,6 +151,10 @@ def run(
         outputs = [run.output]
     if clusters is not None and clusters in outputs:
         raise UsageError(f"--clusters {clusters} is also the output: name another file")
+    for extra in outputs[1:]:
+        run.claim(extra, "--out-dir")
+    if clusters is not None:
+        run.claim(clusters, "--clusters")
     if _up_to_date(run, outputs, clusters):
         return
 

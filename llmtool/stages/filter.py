@@ -123,6 +123,8 @@ def run(
                     Opts(force=force, json=json_summary, quiet=quiet, verbose=verbose))
     if rejected is not None and rejected in ("-", run_.output):
         raise UsageError("--rejected needs its own file (not - and not the output)")
+    if rejected is not None:
+        run_.claim(rejected, "--rejected")
     # a missing --rejected file means the run must be redone, even if the output is current
     if (rejected is None or os.path.exists(rejected)) and run_.up_to_date():
         return

@@ -113,6 +113,8 @@ def run(
             "separator": sep_token, "provenance": run_.provenance}
     nworkers = default_workers(workers)
 
+    if held and fmt == "llmtool":  # the held-out file is an output too: never replace a stranger
+        run_.claim(val_path_for(run_.output))
     dest, val_dest = run_.output, (val_path_for(run_.output) if held else None)
     tmpdir = None
     if fmt != "llmtool":  # tokenize into our layout next to the output, then convert
