@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # laid out like the real data folder, so `datafile(name)` finds either.
 BUNDLED = ROOT / "tests" / "data"
 BOOKS = ROOT / "examples" / "data" / "books"
+# post-training data that ships with the demo (examples/data/post/SOURCES.md), same layout
+EXAMPLES = ROOT / "examples" / "data"
 
 
 def data_dir() -> Path:
@@ -118,8 +120,9 @@ def datafile(request):
     the file in the real data folder; the latter only in a test marked `real`."""
 
     def find(name: str) -> Path:
-        if (BUNDLED / name).exists():
-            return BUNDLED / name
+        for folder in (BUNDLED, EXAMPLES):
+            if (folder / name).exists():
+                return folder / name
         if request.node.get_closest_marker("real") is None:
             pytest.fail(f"{name} is not bundled in tests/data: mark the test @pytest.mark.real")
         return request.getfixturevalue("data") / name
@@ -160,3 +163,33 @@ def near_dups(books, tmp_path_factory) -> tuple[Path, list[dict]]:
     with gzip.open(path, "wt", encoding="utf-8") as fh:
         fh.writelines(json.dumps(row) + "\n" for row in rows)
     return path, rows
+
+
+@pytest.fixture(scope="session")
+def tiny_base(books, tmp_path_factory) -> Path:
+    """A tiny base checkpoint (depth 1, width 64, 512-token BPE, 30 steps on Pride and Prejudice,
+    about 10 s to build): for stages that start from a model (sft, chat, rm-train, rl, serve)."""
+    d = tmp_path_factory.mktemp("tiny_base")
+    book = books / "pride_and_prejudice.txt"
+    for args in (("bpe-train", book, "-V", "512", "-o", d / "tok.json"),
+                 ("tokenize", book, "-t", d / "tok.json", "-o", d / "data.bin"),
+                 ("pretrain", d / "data.bin", "--depth", "1", "--width", "64", "--context", "128",
+                  "--micro-batch", "8", "--max-steps", "30", "--log-every", "0", "--threads", "1",
+                  "-o", d / "base")):
+        r = run_cli(*args, "-q")
+        assert r.rc == 0, r.err
+    return d / "base"
+
+
+@pytest.fixture(scope="session")
+def tiny_chat(tiny_base, tmp_path_factory) -> Path:
+    """A tiny chat checkpoint: `tiny_base` with the chat tokens added (llmtool.tokenizer.chat)
+    and marked `model_kind: chat`. Its answers are not good; its format is the real one."""
+    from llmtool.model import checkpoint
+    from llmtool.stages.training import start_chat
+
+    out = tmp_path_factory.mktemp("tiny_chat") / "chat"
+    s = start_chat(tiny_base)
+    checkpoint.save(out, s.model, s.tokenizer, metrics=[], provenance={"stage": "sft", "complete": True},
+                    extra_config={"model_kind": "chat"})
+    return out

@@ -429,6 +429,8 @@ class Start:
     train_config: dict           # the TrainConfig it was trained with ({} if unknown)
     settings: dict               # its stage's options ({} if unknown)
     step: int | None = None
+    added: list = field(default_factory=list)  # special tokens added by start_chat
+    chat: Any = None                           # its ChatFormat (start_chat)
 
 
 def start_from(folder, device="cpu") -> Start:
@@ -444,6 +446,21 @@ def start_from(folder, device="cpu") -> Start:
     state = resume_state(folder) if (Path(folder) / "train_state.pt").exists() else {}
     return Start(str(folder), model, tok, cfg, dict(state.get("train_config") or {}),
                  dict(state.get("settings") or {}), state.get("step"))
+
+
+def start_chat(folder, device="cpu") -> Start:
+    """`start_from`, with the chat tokens (llmtool.tokenizer.chat) on the model and tokenizer:
+    a base model gets them added (embedding and head grow; new rows at the mean row) and
+    `start.added` lists them; a model that has them keeps its ids. `start.chat` renders."""
+    from llmtool.model import checkpoint
+    from llmtool.tokenizer.chat import CHAT_TOKENS, ChatFormat
+
+    s = start_from(folder, device)
+    before = set(s.tokenizer.special_tokens)
+    s.tokenizer = checkpoint.add_special_tokens(s.model, s.tokenizer, list(CHAT_TOKENS))
+    s.added = [t for t in CHAT_TOKENS if t not in before]
+    s.chat = ChatFormat(s.tokenizer)
+    return s
 
 
 def checkpoint_settings(options_cls, state: dict) -> dict:

@@ -233,6 +233,10 @@ class Tokenizer:
              "fingerprint": self.fingerprint}
         if self._explicit_n_vocab:
             d["explicit_n_vocab"] = self._explicit_n_vocab
+        from llmtool.tokenizer.chat import TEMPLATE, has_chat_tokens
+
+        if has_chat_tokens(self):  # for other tools: how conversations are rendered (tokenizer/chat.py)
+            d["chat_template"] = TEMPLATE
         if self.extra:
             d["training"] = self.extra
         d["ranks"] = [base64.b64encode(t).decode("ascii") for t, _ in items]

@@ -43,6 +43,9 @@ DEFAULT_PROMPTS = ("The", "Once upon a time", "In the beginning")
 __all__ = ["Batch", "DEFAULT_PROMPTS", "Plan", "TrainConfig", "Trainer", "check_fits", "check_train_state",
            "lm_loss", "make_plan"]
 
+# config.json's model_kind by the stage that trained it: what `sample`, `chat` and `serve` expect
+MODEL_KINDS = {"pretrain": "base", "sft": "chat", "rl": "chat", "rm-train": "reward"}
+
 # names the loop itself records on every logged step: a loss's metrics may not reuse them
 _RESERVED = {"step", "tokens", "loss", "lr", "grad_norm", "tok_per_s", "mfu", "elapsed", "time"}
 
@@ -321,7 +324,7 @@ class Trainer:
                         self.extra_tensors())
 
     def stage_kind(self) -> str:
-        return {"pretrain": "base"}.get(self.stage, self.stage)
+        return MODEL_KINDS.get(self.stage, self.stage)
 
     def extra_tensors(self) -> dict:
         return dict(self.named_params)
