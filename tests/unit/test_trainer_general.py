@@ -78,7 +78,7 @@ def test_masked_loss_source_trains_the_answer_only(tmp_path):
     # which the random prompt tokens (2/3 of the targets) would forbid if they counted (ln 10)
     assert rows[0]["loss"] > 2.0 and rows[-1]["loss"] < 0.1, rows
     assert rows[-1]["answer_acc"] == 1.0 and s["metrics"]["answer_acc"] == 1.0
-    assert s["steps"] == 10 and checkpoint.read_config(out)["model_kind"] == "sft"
+    assert s["steps"] == 10 and checkpoint.read_config(out)["model_kind"] == "chat"
 
 
 def test_weights_and_ignored_targets_give_the_same_loss():
