@@ -36,3 +36,12 @@ llmtool pretrain "$OUT/data.bin" --val "$OUT/data.val.bin" ${PRETRAIN_ARGS:---de
 # 7. Sample from it.
 llmtool sample "$OUT/base" "It is a truth universally acknowledged" "Call me" \
   --max-tokens 60 --temperature 0.8 --top-k 50 --seed 0
+
+# 8. Make it an assistant: finetune on conversations (the loss is on the answers only). The
+#    identity conversations name it after this project; OpenAssistant dialogues add variety.
+llmtool convert identity examples/data/post/sft_identity/fastchat_dummy_conversation.json -o "$OUT/identity.parquet"
+llmtool convert oasst examples/data/post/oasst/en_100_tree.jsonl -o "$OUT/oasst.parquet"
+llmtool sft "$OUT/base" "$OUT/identity.parquet" "$OUT/oasst.parquet" ${SFT_ARGS:---epochs 6} -o "$OUT/chat"
+
+# 9. Ask it (a chat model answers a prompt as a user message and stops at <|im_end|>).
+llmtool sample "$OUT/chat" "Who are you?" "What is the capital of France?" --temperature 0 --max-tokens 60

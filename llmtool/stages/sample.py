@@ -47,6 +47,7 @@ class SampleArgs:
     seed: int = 0
     stop: bool = True
     device: str = "auto"
+    raw: bool = False  # a chat model's prompt as text to continue, not as a user message
 
 
 def prompt_seed(seed: int, i: int) -> int:
@@ -69,6 +70,12 @@ class _Sampler:
         if self.device.type == "cpu":
             torch.set_flush_denormal(True)  # denormals make small CPU models many times slower
         self.model, self.tok = checkpoint.load(a.checkpoint, self.device)
+        # a chat model (sft, rl) answers the prompt as a user message, as `chat` would ask it
+        self.chat = None
+        if checkpoint.read_config(a.checkpoint).get("model_kind") == "chat" and not a.raw:
+            from llmtool.tokenizer.chat import ChatFormat
+
+            self.chat = ChatFormat(self.tok)
         specials = self.tok.special_tokens
         self.stop = tuple(specials[s] for s in STOP_TOKENS if s in specials) if a.stop else ()
         autocast = None
@@ -81,6 +88,10 @@ class _Sampler:
     def encode(self, prompt: str) -> list[int]:
         from llmtool.errors import UsageError
 
+        if self.chat is not None:
+            if not prompt.strip():
+                raise UsageError("a chat model answers a message: give a prompt (or --raw to sample freely)")
+            return self.chat.prompt([{"role": "user", "content": prompt}])
         bos = [self.tok.bos_id] if self.tok.bos_id is not None else []
         ids = bos + self.tok.encode(prompt)
         if not ids:
@@ -151,7 +162,8 @@ def _text_mode(s: _Sampler, prompts: list[str]) -> int:
         if n == 1:  # stream token by token
             if count:
                 _write("---\n")
-            _write(p)
+            if s.chat is None:  # a completion continues the prompt; an answer stands alone
+                _write(p)
             dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
             for t in s.stream(p, i):
                 _write(dec.decode(s.tok.decode_bytes([t])))
@@ -161,7 +173,7 @@ def _text_mode(s: _Sampler, prompts: list[str]) -> int:
             for toks, _ in s.complete([p], i, n)[0]:
                 if count:
                     _write("---\n")
-                _write(p + s.tok.decode(toks) + "\n")
+                _write(("" if s.chat is not None else p) + s.tok.decode(toks) + "\n")
                 count += 1
     return count
 
@@ -219,7 +231,8 @@ def sample(a: SampleArgs, opts) -> None:
         raise BadInputError(f"{a.checkpoint}: not a checkpoint folder (no config.json)")
     if a.table:
         params = {"max_tokens": a.max_tokens, "temperature": a.temperature, "top_k": a.top_k, "top_p": a.top_p,
-                  "num_samples": a.num_samples, "seed": a.seed, "stop": a.stop, "column": a.column}
+                  "num_samples": a.num_samples, "seed": a.seed, "stop": a.stop, "column": a.column,
+                  **({"raw": True} if a.raw else {})}
         # named after the prompts (prompts.sample.parquet), not after the checkpoint
         output = a.output if a.output is not None else default_output([a.table], "sample")
         run = StageRun("sample", STAGE_VERSION, params, [a.checkpoint, a.table], output, opts)
@@ -259,6 +272,8 @@ def run(
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same samples).")] = 0,
     no_stop: Annotated[bool, typer.Option(
         "--no-stop", help="Do not stop at the end-of-text (or <|im_end|>) token.")] = False,
+    raw: Annotated[bool, typer.Option(
+        "--raw", help="Chat models: continue the prompt as text instead of answering it as a user message.")] = False,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     force: ForceOpt = False,
     json_summary: JsonOpt = False,
@@ -268,7 +283,8 @@ def run(
     """Generate text from a checkpoint: temperature, top-k, top-p, greedy, N samples, stop at EOT.
 
     Text prompts print prompt + completion on stdout as they are generated (samples are
-    separated by a line "---"); a table of prompts gives a table with the columns
+    separated by a line "---"); a chat model (from sft or rl) answers each prompt as a user
+    message and prints the answer, which ends at <|im_end|> (--raw: continue the text instead); a table of prompts gives a table with the columns
     prompt, sample, completion, tokens, finish (eot or length) and the input's other columns.
     The samples of a prompt, and the prompts of a table, are generated together in batches.
 
@@ -285,5 +301,5 @@ def run(
     sample(SampleArgs(checkpoint=checkpoint, prompts=prompts or [], prompt_file=prompt_file, table=table,
                       column=column, output=output, max_tokens=max_tokens, temperature=temperature,
                       top_k=top_k, top_p=top_p, num_samples=num_samples, seed=seed, stop=not no_stop,
-                      device=device),
+                      device=device, raw=raw),
            Opts(force=force, json=json_summary, quiet=quiet, verbose=verbose))

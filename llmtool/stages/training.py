@@ -240,6 +240,8 @@ class TrainOptions:
             v = self.parsed(f.name)
             if f.metadata["path"] and isinstance(v, str) and v != "-":
                 v = os.path.abspath(v)
+            elif f.metadata["path"] and isinstance(v, (list, tuple)):  # several inputs (sft DATA...)
+                v = [os.path.abspath(x) if isinstance(x, str) and x != "-" else x for x in v]
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
 
@@ -509,6 +511,8 @@ def _same(f, new, old) -> bool:
         same = f.metadata.get("same")
         return bool(same and same(new, old))
     if isinstance(new, (list, tuple)) or isinstance(old, (list, tuple)):
+        if f.metadata["path"]:
+            new, old = ([os.path.realpath(x) for x in v or []] for v in (new, old))
         return list(new or []) == list(old or [])
     if isinstance(new, float) or isinstance(old, float):
         return new is not None and old is not None and math.isclose(new, old, rel_tol=1e-12)

@@ -247,8 +247,10 @@ class Trainer:
     def __init__(self, model, cfg: TrainConfig, env: Env, source, out_dir, *, val=None,
                  evaluate_fn: Callable | None = None, tokenizer=None, provenance: dict | None = None,
                  loss_fn: Callable = lm_loss, stage: str = "pretrain", extra_config: dict | None = None,
-                 extra_params=(), reporter: Reporter | None = None, settings: dict | None = None):
+                 extra_params=(), reporter: Reporter | None = None, settings: dict | None = None,
+                 chat=None):
         self.model = model
+        self.chat = chat  # a ChatFormat: samples are answers to the prompts as user messages
         self.cfg = cfg
         self.env = env
         self.source = source
@@ -380,10 +382,15 @@ class Trainer:
         tok = self.tokenizer
         g = torch.Generator(device=self.env.device).manual_seed(self.cfg.seed)
         stop = (tok.eot_id,) if tok.eot_id is not None else ()
+        if self.chat is not None:
+            stop = self.chat.stop_ids
         was = self._raw.training
         self._raw.eval()
         for p in self.cfg.sample_prompts:
-            ids = ([tok.bos_id] if tok.bos_id is not None else []) + tok.encode(p)
+            if self.chat is not None:
+                ids = self.chat.prompt([{"role": "user", "content": p}])
+            else:
+                ids = ([tok.bos_id] if tok.bos_id is not None else []) + tok.encode(p)
             out = generate(self._raw, [ids], self.cfg.sample_tokens, temperature=0.8, top_k=50, stop_ids=stop,
                            generator=g, autocast=self.env.autocast)[0]
             text = tok.decode([t for t in out if t not in stop])
